@@ -1,0 +1,60 @@
+"""Input checks shared by the public functions: each error names the argument and what was expected."""
+
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_tensor(x, name: str, *, dim: int | None = None, dtypes=None) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if dim is not None and x.dim() != dim:
+        raise ValueError(f"{name} must have {dim} dimensions, got shape {tuple(x.shape)}")
+    if dtypes is not None and x.dtype not in dtypes:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} must have dtype {allowed}; got {str(x.dtype).replace('torch.', '')}")
+    return x
+
+
+def check_log_probs(log_probs, name: str = "log_probs") -> torch.Tensor:
+    """log_probs: (B, T, C) floating, B > 0, C > 0, no NaN or +inf (-inf is probability zero and allowed)."""
+    check_tensor(log_probs, name, dim=3, dtypes=FLOAT_DTYPES)
+    B, _, C = log_probs.shape
+    if B == 0:
+        raise ValueError(f"{name} is an empty batch (B=0); pass at least one sequence")
+    if C == 0:
+        raise ValueError(f"{name} has no classes (C=0)")
+    if torch.isnan(log_probs).any() or torch.isposinf(log_probs).any():
+        raise ValueError(f"{name} must not contain NaN or +inf")
+    return log_probs
+
+
+def check_lengths(lengths, batch: int, max_len: int, name: str = "lengths",
+                  device: torch.device | None = None) -> torch.Tensor:
+    """lengths: (B,) integer with 0 <= lengths <= max_len; None means every sequence is max_len long.
+
+    Returns an int64 tensor on `device` (default: where `lengths` is)."""
+    if lengths is None:
+        return torch.full((batch,), max_len, dtype=torch.int64, device=device)
+    if not isinstance(lengths, torch.Tensor):
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name} must be a 1-D integer tensor or sequence, got {type(lengths).__name__}") from exc
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"{name} must be integers, got dtype {str(lengths.dtype).replace('torch.', '')}")
+    if lengths.dim() != 1 or lengths.shape[0] != batch:
+        raise ValueError(f"{name} must have shape ({batch},), got {tuple(lengths.shape)}")
+    if batch and (int(lengths.min()) < 0 or int(lengths.max()) > max_len):
+        raise ValueError(f"{name} must be in [0, {max_len}], got min {int(lengths.min())}, max {int(lengths.max())}")
+    return lengths.to(dtype=torch.int64, device=device if device is not None else lengths.device)
+
+
+def check_blank(blank, num_classes: int, name: str = "blank") -> int:
+    if isinstance(blank, bool) or not isinstance(blank, int):
+        raise TypeError(f"{name} must be an int, got {type(blank).__name__}")
+    if not 0 <= blank < num_classes:
+        raise ValueError(f"{name} must be in [0, {num_classes}), got {blank}")
+    return blank

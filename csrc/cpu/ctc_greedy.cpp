@@ -1,0 +1,112 @@
+// Greedy (best-path) CTC decoding on the CPU, parallel over the batch.
+//   B batch, T frames, C classes (blank included).
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <cmath>
+#include <tuple>
+
+#include "../checks.h"
+
+namespace crnn_fast {
+namespace {
+
+using GreedyResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+template <typename scalar_t, typename acc_t>
+void ctc_greedy_rows(const scalar_t* lp, const int64_t* lengths, int64_t b_begin, int64_t b_end, int64_t T,
+                     int64_t C, int64_t blank, int64_t* tokens, int64_t* token_lengths, int64_t* token_frames,
+                     acc_t* token_logprobs, acc_t* path_logprob, std::atomic<int64_t>& bad_row) {
+  for (int64_t b = b_begin; b < b_end; ++b) {
+    int64_t n = 0;
+    int64_t prev = -1;
+    acc_t path = 0;
+    for (int64_t t = 0; t < lengths[b]; ++t) {
+      const scalar_t* row = lp + (b * T + t) * C;
+      int64_t best = 0;
+      acc_t best_v = static_cast<acc_t>(row[0]);
+      bool finite = !std::isnan(best_v) && best_v != INFINITY;
+      for (int64_t c = 1; c < C; ++c) {
+        const acc_t v = static_cast<acc_t>(row[c]);
+        finite &= !std::isnan(v) && v != INFINITY;
+        if (v > best_v) {  // strict: ties go to the lowest index, as torch.argmax
+          best_v = v;
+          best = c;
+        }
+      }
+      if (!finite) {
+        bad_row.store(b);
+        return;
+      }
+      path += best_v;
+      if (best != blank) {
+        if (best != prev) {
+          tokens[b * T + n] = best;
+          token_frames[b * T + n] = t;
+          token_logprobs[b * T + n] = best_v;
+          ++n;
+        } else if (best_v > token_logprobs[b * T + n - 1]) {
+          token_logprobs[b * T + n - 1] = best_v;
+        }
+      }
+      prev = best;
+    }
+    for (int64_t k = n; k < T; ++k) {
+      tokens[b * T + k] = -1;
+      token_frames[b * T + k] = -1;
+      token_logprobs[b * T + k] = 0;
+    }
+    token_lengths[b] = n;
+    path_logprob[b] = path;
+  }
+}
+
+GreedyResult ctc_greedy_cpu(const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank) {
+  CHECK_DIM(log_probs_in, 3);
+  CHECK_FLOATING(log_probs_in);
+  CHECK_DIM(lengths_in, 1);
+  CHECK_DTYPE(lengths_in, at::kLong);
+  CHECK_DEVICE(lengths_in, log_probs_in.device());
+  const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
+  TORCH_CHECK(B > 0, "log_probs must hold at least one sequence (B > 0)");
+  TORCH_CHECK(C > 0, "log_probs must have at least one class (C > 0)");
+  TORCH_CHECK(lengths_in.size(0) == B, "lengths must have B=", B, " entries, got ", lengths_in.size(0));
+  TORCH_CHECK(blank >= 0 && blank < C, "blank must be in [0, C=", C, "), got ", blank);
+  const at::Tensor log_probs = log_probs_in.contiguous();
+  const at::Tensor lengths = lengths_in.contiguous();
+  const int64_t* len = lengths.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    TORCH_CHECK(len[b] >= 0 && len[b] <= T, "lengths[", b, "] must be in [0, T=", T, "], got ", len[b]);
+  }
+
+  const auto acc_type = log_probs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto long_opts = log_probs.options().dtype(at::kLong);
+  at::Tensor tokens = at::empty({B, T}, long_opts);
+  at::Tensor token_lengths = at::empty({B}, long_opts);
+  at::Tensor token_frames = at::empty({B, T}, long_opts);
+  at::Tensor token_logprobs = at::empty({B, T}, log_probs.options().dtype(acc_type));
+  at::Tensor path_logprob = at::empty({B}, log_probs.options().dtype(acc_type));
+  std::atomic<int64_t> bad_row{-1};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, log_probs.scalar_type(), "ctc_greedy_cpu", [&] {
+    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    at::parallel_for(0, B, 1, [&](int64_t b_begin, int64_t b_end) {
+      ctc_greedy_rows<scalar_t, acc_t>(log_probs.data_ptr<scalar_t>(), len, b_begin, b_end, T, C, blank,
+                                       tokens.data_ptr<int64_t>(), token_lengths.data_ptr<int64_t>(),
+                                       token_frames.data_ptr<int64_t>(), token_logprobs.data_ptr<acc_t>(),
+                                       path_logprob.data_ptr<acc_t>(), bad_row);
+    });
+  });
+  TORCH_CHECK(bad_row.load() < 0, "log_probs must not contain NaN or +inf (sequence ", bad_row.load(), " does)");
+  return {tokens, token_lengths, token_frames, token_logprobs, path_logprob};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(crnn_fast, CPU, m) { m.impl("ctc_greedy", &ctc_greedy_cpu); }
+
+}  // namespace crnn_fast

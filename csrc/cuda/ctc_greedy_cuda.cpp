@@ -1,0 +1,82 @@
+// Torch glue of the CUDA greedy CTC decoder: checks, allocation, device guard, current stream.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/any.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "../checks.h"
+#include "kernels.h"
+
+namespace crnn_fast {
+namespace {
+
+FloatType float_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return FloatType::kFloat32;
+    case at::kDouble: return FloatType::kFloat64;
+    case at::kHalf: return FloatType::kFloat16;
+    case at::kBFloat16: return FloatType::kBFloat16;
+    default: TORCH_CHECK(false, "log_probs must be float16, bfloat16, float32 or float64, got ", t);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ctc_greedy_cuda(
+    const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank) {
+  CHECK_DIM(log_probs_in, 3);
+  CHECK_FLOATING(log_probs_in);
+  CHECK_DIM(lengths_in, 1);
+  CHECK_DTYPE(lengths_in, at::kLong);
+  CHECK_DEVICE(lengths_in, log_probs_in.device());
+  const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
+  TORCH_CHECK(B > 0, "log_probs must hold at least one sequence (B > 0)");
+  TORCH_CHECK(C > 0, "log_probs must have at least one class (C > 0)");
+  TORCH_CHECK(C < (int64_t{1} << 31), "log_probs has too many classes for the CUDA kernel (C=", C, ")");
+  TORCH_CHECK(lengths_in.size(0) == B, "lengths must have B=", B, " entries, got ", lengths_in.size(0));
+  TORCH_CHECK(blank >= 0 && blank < C, "blank must be in [0, C=", C, "), got ", blank);
+  // Range checks of lengths are done by the Python wrapper on the host copy it already holds; here
+  // (a device tensor) they would cost a synchronisation. The kernel clamps nothing, so do them there.
+  const c10::cuda::CUDAGuard guard(log_probs_in.device());
+  const at::Tensor log_probs = log_probs_in.contiguous();
+  const at::Tensor lengths = lengths_in.contiguous();
+  const auto acc_type = log_probs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto long_opts = log_probs.options().dtype(at::kLong);
+  at::Tensor tokens = at::empty({B, T}, long_opts);
+  at::Tensor token_lengths = at::empty({B}, long_opts);
+  at::Tensor token_frames = at::empty({B, T}, long_opts);
+  at::Tensor token_logprobs = at::empty({B, T}, log_probs.options().dtype(acc_type));
+  at::Tensor path_logprob = at::empty({B}, log_probs.options().dtype(acc_type));
+  at::Tensor best_class = at::empty({B, T}, log_probs.options().dtype(at::kInt));
+  at::Tensor best_logprob = at::empty({B, T}, log_probs.options().dtype(acc_type));
+  at::Tensor bad_input = at::empty({B}, log_probs.options().dtype(at::kInt));
+
+  CtcGreedyParams p{};
+  p.log_probs = log_probs.data_ptr();
+  p.lengths = lengths.data_ptr<int64_t>();
+  p.B = B;
+  p.T = T;
+  p.C = C;
+  p.blank = blank;
+  p.dtype = float_type(log_probs.scalar_type());
+  p.tokens = tokens.data_ptr<int64_t>();
+  p.token_lengths = token_lengths.data_ptr<int64_t>();
+  p.token_frames = token_frames.data_ptr<int64_t>();
+  p.token_logprobs = token_logprobs.data_ptr();
+  p.path_logprob = path_logprob.data_ptr();
+  p.best_class = best_class.data_ptr<int32_t>();
+  p.best_logprob = best_logprob.data_ptr();
+  p.bad_input = bad_input.data_ptr<int32_t>();
+  const cudaError_t err = launch_ctc_greedy(p, c10::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(err == cudaSuccess, "ctc_greedy CUDA launch failed: ", cudaGetErrorString(err));
+  TORCH_CHECK(!at::any(bad_input).item<bool>(), "log_probs must not contain NaN or +inf");
+  return {tokens, token_lengths, token_frames, token_logprobs, path_logprob};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(crnn_fast, CUDA, m) { m.impl("ctc_greedy", &ctc_greedy_cuda); }
+
+}  // namespace crnn_fast

@@ -1,0 +1,21 @@
+import os
+
+# Before anything imports triton: run Triton kernels on CPU tensors through the interpreter when no GPU is here.
+os.environ.setdefault("TRITON_INTERPRET", "0" if os.environ.get("CRNN_FAST_TEST_GPU") == "1" else "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
