@@ -1,0 +1,527 @@
+"""Eager references of the CTC ops: plain PyTorch/Python, readable first, computed in float64.
+
+Dimensions: B batch, T frames, C classes (blank included), L label length.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import NamedTuple
+
+import torch
+
+from .._checks import check_blank, check_lengths, check_log_probs
+
+
+class GreedyOutput(NamedTuple):
+    """Result of greedy CTC decoding; every field is a tensor on the input's device.
+
+    tokens: (B, T) int64, the decoded class ids left-aligned, padded with -1.
+    token_lengths: (B,) int64, how many entries of `tokens` are real.
+    token_frames: (B, T) int64, the first frame of each token's run, padded with -1.
+    token_logprobs: (B, T) the peak log-prob of each token over its run, padded with 0
+        (float64 for float64 input, else float32).
+    path_logprob: (B,) log-prob of the best path (sum over frames of the frame maximum).
+    """
+
+    tokens: torch.Tensor
+    token_lengths: torch.Tensor
+    token_frames: torch.Tensor
+    token_logprobs: torch.Tensor
+    path_logprob: torch.Tensor
+
+
+def ctc_greedy_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = None, blank: int = 0) -> GreedyOutput:
+    """Best-path CTC decoding: argmax every frame, merge repeated classes, drop blanks.
+
+    log_probs: (B, T, C) log-probabilities (logits give the same tokens, not the same scores).
+    lengths: (B,) number of valid frames per sequence, default T.
+    Ties in the argmax go to the lowest class id, as torch.argmax.
+    """
+    check_log_probs(log_probs)
+    B, T, C = log_probs.shape
+    lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
+    blank = check_blank(blank, C)
+    out_dtype = torch.float64 if log_probs.dtype == torch.float64 else torch.float32
+    lp = log_probs.detach().to("cpu", torch.float64)
+    tokens = torch.full((B, T), -1, dtype=torch.int64)
+    frames = torch.full((B, T), -1, dtype=torch.int64)
+    token_lp = torch.zeros((B, T), dtype=torch.float64)
+    path_lp = torch.zeros(B, dtype=torch.float64)
+    counts = torch.zeros(B, dtype=torch.int64)
+    for b in range(B):
+        best_lp, best = lp[b, : lengths[b]].max(dim=-1)
+        path_lp[b] = best_lp.sum()
+        n, prev = 0, -1
+        for t, (k, v) in enumerate(zip(best.tolist(), best_lp.tolist())):
+            if k != blank and k != prev:
+                tokens[b, n], frames[b, n], token_lp[b, n] = k, t, v
+                n += 1
+            elif k != blank:  # same token continues: keep its most confident frame
+                token_lp[b, n - 1] = max(token_lp[b, n - 1].item(), v)
+            prev = k
+        counts[b] = n
+    device = log_probs.device
+    return GreedyOutput(tokens.to(device), counts.to(device), frames.to(device),
+                        token_lp.to(device, out_dtype), path_lp.to(device, out_dtype))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------------------------------------
+
+_NEG_INF = float("-inf")
+
+
+def _logaddexp(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) as max + log1p(exp(-|a - b|)); the fast implementations use the same formula."""
+    if a == _NEG_INF:
+        return b
+    if b == _NEG_INF:
+        return a
+    m = a if a > b else b
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+def _is_int(x) -> bool:
+    if isinstance(x, bool):
+        return False
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return True
+
+
+def _check_int(x, name: str, *, low: int | None = None) -> int:
+    if not _is_int(x):
+        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
+    x = operator.index(x)
+    if low is not None and x < low:
+        raise ValueError(f"{name} must be >= {low}, got {x}")
+    return x
+
+
+def _is_real(x) -> bool:
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, torch.Tensor):
+        return x.numel() == 1 and not x.dtype.is_complex
+    return isinstance(x, numbers.Real)
+
+
+def _check_real(x, name: str, *, finite: bool = True) -> float:
+    if not _is_real(x):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if math.isnan(x) or (finite and math.isinf(x)):
+        raise ValueError(f"{name} must be {'finite' if finite else 'a number (not NaN)'}, got {x}")
+    return x
+
+
+def _as_token_seq(seq, name: str) -> tuple[int, ...]:
+    """A sequence of token ids (list, tuple, 1-D integer tensor) as a tuple of Python ints."""
+    if isinstance(seq, torch.Tensor):
+        if seq.dim() != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {tuple(seq.shape)}")
+        if seq.dtype.is_floating_point or seq.dtype.is_complex or seq.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integers, got dtype {str(seq.dtype).replace('torch.', '')}")
+        return tuple(int(v) for v in seq.tolist())
+    if isinstance(seq, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of int token ids, got {type(seq).__name__}")
+    try:
+        items = list(seq)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a sequence of int token ids, got {type(seq).__name__}") from exc
+    for v in items:
+        if not _is_int(v):
+            raise TypeError(f"{name} must hold int token ids, got {type(v).__name__}")
+    return tuple(operator.index(v) for v in items)
+
+
+def _check_token_ids(tokens: tuple[int, ...], name: str, num_classes: int, blank: int) -> None:
+    for v in tokens:
+        if not 0 <= v < num_classes:
+            raise ValueError(f"{name} holds token id {v}, outside [0, {num_classes})")
+        if v == blank:
+            raise ValueError(f"{name} holds the blank id {blank}; labels must not contain blank")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CTC score (forward algorithm)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _parse_targets(targets, target_lengths, batch: int, num_classes: int,
+                   blank: int) -> list[tuple[int, ...]]:
+    if isinstance(targets, torch.Tensor):
+        if targets.dim() != 2:
+            raise ValueError(f"targets must have 2 dimensions (B, S), got shape {tuple(targets.shape)}")
+        if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+            raise TypeError(f"targets must be integers, got dtype {str(targets.dtype).replace('torch.', '')}")
+        if targets.shape[0] != batch:
+            raise ValueError(f"targets must have {batch} rows (one per sequence), got {targets.shape[0]}")
+        S = targets.shape[1]
+        lens = check_lengths(target_lengths, batch, S, name="target_lengths", device=torch.device("cpu"))
+        rows = targets.detach().cpu().tolist()
+        # Only the first target_lengths[b] entries are labels: the padding may hold anything.
+        labels = [tuple(rows[b][: int(lens[b])]) for b in range(batch)]
+    else:
+        if isinstance(targets, (str, bytes)) or not hasattr(targets, "__len__"):
+            raise TypeError(f"targets must be a (B, S) integer tensor or a list of B sequences, "
+                            f"got {type(targets).__name__}")
+        if len(targets) != batch:
+            raise ValueError(f"targets must hold {batch} sequences (one per batch item), got {len(targets)}")
+        labels = [_as_token_seq(seq, f"targets[{b}]") for b, seq in enumerate(targets)]
+        if target_lengths is not None:
+            lens = check_lengths(target_lengths, batch, max((len(x) for x in labels), default=0),
+                                 name="target_lengths", device=torch.device("cpu"))
+            if [len(x) for x in labels] != lens.tolist():
+                raise ValueError(f"target_lengths {lens.tolist()} disagree with the lengths of the target "
+                                 f"sequences {[len(x) for x in labels]}")
+    for b, lab in enumerate(labels):
+        _check_token_ids(lab, f"targets[{b}]", num_classes, blank)
+    return labels
+
+
+def _ctc_forward(lp: torch.Tensor, label: tuple[int, ...], blank: int) -> float:
+    """log P(label | lp) for one sequence; lp: (T, C) float64."""
+    T = lp.shape[0]
+    L = len(label)
+    if T == 0:
+        return 0.0 if L == 0 else _NEG_INF
+    # Extended label: blank, l1, blank, l2, ..., lL, blank (2L + 1 states).
+    ext = torch.full((2 * L + 1,), blank, dtype=torch.int64)
+    if L:
+        ext[1::2] = torch.tensor(label, dtype=torch.int64)
+    # A state may skip the blank before it only when it is a label that differs from the label two back.
+    can_skip = torch.zeros(2 * L + 1, dtype=torch.bool)
+    if L > 1:
+        can_skip[3::2] = ext[3::2] != ext[1:-2:2]
+    neg = torch.full((2 * L + 1,), _NEG_INF, dtype=torch.float64)
+    alpha = neg.clone()
+    alpha[0] = lp[0, blank]
+    if L:
+        alpha[1] = lp[0, ext[1]]
+    for t in range(1, T):
+        from_prev = torch.cat([neg[:1], alpha[:-1]])
+        from_skip = torch.where(can_skip, torch.cat([neg[:2], alpha[:-2]]), neg)
+        alpha = torch.logsumexp(torch.stack([alpha, from_prev, from_skip]), dim=0) + lp[t, ext]
+    # A valid path ends on the last label or the blank after it.
+    return float(torch.logsumexp(alpha[-2:], dim=0)) if L else float(alpha[-1])
+
+
+def ctc_score_ref(log_probs: torch.Tensor, targets, lengths: torch.Tensor | None = None,
+                  target_lengths: torch.Tensor | None = None, blank: int = 0) -> torch.Tensor:
+    """log P(label | log_probs) of each sequence by the CTC forward (alpha) algorithm in log space.
+
+    log_probs: (B, T, C) log-probabilities, batch first.
+    targets: (B, S) integer tensor whose row b holds target_lengths[b] labels followed by arbitrary padding,
+        or a list of B sequences of ints (then their lengths are the target lengths; a target_lengths passed
+        alongside must agree with them).
+    lengths: (B,) number of valid frames per sequence, default T.
+    target_lengths: (B,) with the tensor form of targets, default S for every row.
+    Labels must be in [0, C) and differ from blank.
+
+    Returns (B,) float64 on log_probs' device. A label that cannot be aligned to its frames (more than
+    lengths[b] frames needed once a blank is counted between equal neighbours) scores -inf; an empty label
+    on zero frames scores 0. Equals -torch.nn.functional.ctc_loss(..., reduction='none',
+    zero_infinity=False) on the time-first transpose of log_probs.
+    """
+    check_log_probs(log_probs)
+    B, T, C = log_probs.shape
+    lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
+    blank = check_blank(blank, C)
+    labels = _parse_targets(targets, target_lengths, B, C, blank)
+    lp = log_probs.detach().to("cpu", torch.float64)
+    out = torch.empty(B, dtype=torch.float64)
+    for b in range(B):
+        out[b] = _ctc_forward(lp[b, : int(lengths[b])], labels[b], blank)
+    return out.to(log_probs.device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CTC prefix beam search
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Hypothesis(NamedTuple):
+    """One beam-search result.
+
+    tokens: the decoded label (no blanks, repeats already merged by CTC).
+    score: acoustic_score + lm_score, the quantity the search ranks by.
+    acoustic_score: log P(tokens | log_probs) summed over the alignments the search kept.
+    lm_score: sum over the tokens of lm_weight * lm(context, token) + insertion_bonus.
+    """
+
+    tokens: tuple[int, ...]
+    score: float
+    acoustic_score: float
+    lm_score: float
+
+
+class _TrieNode:
+    __slots__ = ("children", "is_word")
+
+    def __init__(self) -> None:
+        self.children: dict[int, _TrieNode] = {}
+        self.is_word = False
+
+
+class LexiconTrie:
+    """A prefix tree over the words of a lexicon; each word is a non-empty sequence of token ids.
+
+    LexiconTrie([[3, 1], [3, 1, 2], [4]]).is_prefix((3,)) -> True; .is_word((3,)) -> False.
+    Duplicate words are allowed and count once.
+    """
+
+    def __init__(self, words) -> None:
+        if isinstance(words, (str, bytes, torch.Tensor)):
+            raise TypeError(f"lexicon must be an iterable of words (sequences of token ids), "
+                            f"got {type(words).__name__}")
+        try:
+            words = list(words)
+        except TypeError as exc:
+            raise TypeError(f"lexicon must be an iterable of words, got {type(words).__name__}") from exc
+        if not words:
+            raise ValueError("lexicon is empty; pass at least one word")
+        self._root = _TrieNode()
+        self._words: set[tuple[int, ...]] = set()
+        for i, word in enumerate(words):
+            word = _as_token_seq(word, f"lexicon word {i}")
+            if not word:
+                raise ValueError(f"lexicon word {i} is empty; words need at least one token")
+            if min(word) < 0:
+                raise ValueError(f"lexicon word {i} holds a negative token id {min(word)}")
+            node = self._root
+            for tok in word:
+                node = node.children.setdefault(tok, _TrieNode())
+            node.is_word = True
+            self._words.add(word)
+        self.token_ids = frozenset(tok for word in self._words for tok in word)
+
+    def _find(self, tokens) -> _TrieNode | None:
+        node = self._root
+        for tok in tokens:
+            node = node.children.get(tok)
+            if node is None:
+                return None
+        return node
+
+    def is_prefix(self, tokens) -> bool:
+        """Whether `tokens` starts some word (the empty sequence and every complete word do)."""
+        return self._find(tokens) is not None
+
+    def is_word(self, tokens) -> bool:
+        """Whether `tokens` is a complete word."""
+        node = self._find(tokens)
+        return node is not None and node.is_word
+
+    @property
+    def words(self) -> list[tuple[int, ...]]:
+        return sorted(self._words)
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def __contains__(self, tokens) -> bool:
+        return self.is_word(tuple(tokens))
+
+    def __repr__(self) -> str:
+        return f"LexiconTrie({len(self)} words)"
+
+
+class _LexiconRule:
+    """The lexicon constraint on prefixes, with or without a word separator."""
+
+    def __init__(self, trie: LexiconTrie, separator: int | None) -> None:
+        self.trie = trie
+        self.separator = separator
+
+    def _last_word(self, prefix: tuple[int, ...]) -> tuple[int, ...]:
+        if self.separator is None:
+            return prefix
+        for i in range(len(prefix) - 1, -1, -1):
+            if prefix[i] == self.separator:
+                return prefix[i + 1:]
+        return prefix
+
+    def can_extend(self, prefix: tuple[int, ...], token: int) -> bool:
+        last = self._last_word(prefix)
+        if token == self.separator:
+            # Empty `last` covers a leading separator and a double separator.
+            return len(last) > 0 and self.trie.is_word(last)
+        return self.trie.is_prefix(last + (token,))
+
+    def is_final(self, prefix: tuple[int, ...]) -> bool:
+        if not prefix:
+            return True
+        last = self._last_word(prefix)
+        return len(last) > 0 and self.trie.is_word(last)
+
+
+def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = None, blank: int = 0,
+                        beam_width: int = 10, top_k: int | None = None, beam_threshold: float | None = None,
+                        lexicon=None, word_separator: int | None = None, lm=None, lm_weight: float = 0.0,
+                        insertion_bonus: float = 0.0, nbest: int = 1) -> list[list[Hypothesis]]:
+    """CTC prefix beam search with optional lexicon constraint and token-level LM.
+
+    log_probs: (B, T, C) log-probabilities, batch first; computed in float64.
+    lengths: (B,) number of valid frames per sequence, default T; frames past lengths[b] are ignored.
+    Returns B lists of at most `nbest` Hypothesis, best first. lengths[b] == 0 gives
+    [Hypothesis((), 0.0, 0.0, 0.0)].
+
+    State. Every prefix y (a tuple of non-blank tokens) holds log p_b(y) (alignments ending in blank),
+    log p_nb(y) (ending in y's last token) and lm(y). The beam starts as {(): p_b=0, p_nb=-inf, lm=0}.
+        acoustic(y) = logaddexp(p_b, p_nb);  score(y) = acoustic(y) + lm(y).
+
+    Frame t (lp = log_probs[b, t]). The next beam's p_b and p_nb start at -inf; every contribution is
+    merged into them by logaddexp (computed as max + log1p(exp(-|a - b|))), in this order: prefixes in
+    beam order (below), and for each prefix y with last token e (none if y is empty):
+        1. blank:   p_b(y)   <- total(y) + lp[blank], total(y) = logaddexp(p_b(y), p_nb(y))
+        2. stay:    p_nb(y)  <- p_nb(y) + lp[e]               (only when y is not empty)
+        3. extend:  for each allowed token c in ascending id order:
+                    p_nb(y+c) <- p_b(y) + lp[c]   if c == e   (a repeat needs a blank in between)
+                    p_nb(y+c) <- total(y) + lp[c] otherwise
+    Blank and stay are scored for every prefix; an extension by c is allowed when
+        - top_k is None, or c is among the top_k non-blank classes of frame t by lp (ties to the lower id);
+          this applies to c == e as well, and
+        - the lexicon (if any) allows y + c (below).
+    lm(y + c) = lm(y) + lm_weight * lm(y, c) + insertion_bonus, computed when y + c is first created and
+    cached for the sequence, so `lm` is called at most once per distinct (context, token). When lm is None
+    or lm_weight == 0 the LM is not called and the term is insertion_bonus alone. Separator tokens count as
+    tokens for the LM and the bonus.
+
+    Pruning, after each frame: prefixes with score -inf are dropped; then, if beam_threshold is not None,
+    prefixes with score < best_score - beam_threshold; then all but the beam_width best. Beam order
+    (also the output order) is score descending, ties by tokens ascending (lexicographic tuple order).
+
+    Lexicon (hard constraint). `lexicon` is a LexiconTrie or an iterable of words (non-empty sequences of
+    token ids in [0, C), none equal to blank or word_separator).
+        - Without word_separator the whole output is one word: y + c is allowed iff it is a trie prefix.
+        - With word_separator s the output is words joined by single separators. Let w be the part of y
+          after its last s (all of y if none): c == s is allowed iff w is non-empty and a complete word (no
+          leading or double separator); another c is allowed iff w + c is a trie prefix.
+        - At the last frame only the empty prefix and prefixes whose last word w is a complete (non-empty)
+          word are candidates (no trailing separator); this filter runs before the last frame's pruning, so a
+          complete hypothesis is never crowded out by unfinished ones. If nothing remains the list is empty.
+    word_separator requires a lexicon.
+
+    lm: callable lm(context: tuple[int, ...], token: int) -> float, a log-probability (may be -inf; NaN
+    and +inf are errors). lm_weight must be >= 0; insertion_bonus any finite number.
+    beam_width, nbest, top_k (when given) must be >= 1; beam_threshold (when given) >= 0.
+    """
+    check_log_probs(log_probs)
+    B, T, C = log_probs.shape
+    lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
+    blank = check_blank(blank, C)
+    beam_width = _check_int(beam_width, "beam_width", low=1)
+    nbest = _check_int(nbest, "nbest", low=1)
+    if top_k is not None:
+        top_k = _check_int(top_k, "top_k", low=1)
+    if beam_threshold is not None:
+        beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
+        if beam_threshold < 0:
+            raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
+    lm_weight = _check_real(lm_weight, "lm_weight")
+    if lm_weight < 0:
+        # A negative weight would turn an LM's -inf (forbidden token) into +inf.
+        raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+    insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
+    if lm is not None and not callable(lm):
+        raise TypeError(f"lm must be a callable lm(context, token) -> float, got {type(lm).__name__}")
+    if word_separator is not None:
+        word_separator = _check_int(word_separator, "word_separator")
+        if not 0 <= word_separator < C:
+            raise ValueError(f"word_separator must be in [0, {C}), got {word_separator}")
+        if word_separator == blank:
+            raise ValueError(f"word_separator must differ from blank ({blank})")
+        if lexicon is None:
+            raise ValueError("word_separator requires a lexicon")
+    rule = None
+    if lexicon is not None:
+        trie = lexicon if isinstance(lexicon, LexiconTrie) else LexiconTrie(lexicon)
+        bad = sorted(t for t in trie.token_ids if not 0 <= t < C)
+        if bad:
+            raise ValueError(f"lexicon holds token ids outside [0, {C}): {bad}")
+        if blank in trie.token_ids:
+            raise ValueError(f"lexicon words must not contain the blank id {blank}")
+        if word_separator is not None and word_separator in trie.token_ids:
+            raise ValueError(f"lexicon words must not contain the word_separator id {word_separator}")
+        rule = _LexiconRule(trie, word_separator)
+    use_lm = lm is not None and lm_weight != 0.0
+
+    def lm_term(context: tuple[int, ...], token: int) -> float:
+        if not use_lm:
+            return insertion_bonus
+        value = lm(context, token)
+        if not _is_real(value):
+            raise TypeError(f"lm must return a real number, got {type(value).__name__}")
+        value = float(value)
+        if math.isnan(value) or value == math.inf:
+            raise ValueError(f"lm returned {value} for context {context}, token {token}; "
+                             "expected a log-probability (finite or -inf)")
+        return lm_weight * value + insertion_bonus
+
+    lp_all = log_probs.detach().to("cpu", torch.float64)
+    results = []
+    for b in range(B):
+        lm_cache: dict[tuple[int, ...], float] = {(): 0.0}
+        # beam: list of (prefix, p_b, p_nb) in beam order.
+        beam: list[tuple[tuple[int, ...], float, float]] = [((), 0.0, _NEG_INF)]
+        n_frames = int(lengths[b])
+        for t in range(n_frames):
+            lp = lp_all[b, t].tolist()
+            if top_k is None or top_k >= C - 1:
+                candidates = [c for c in range(C) if c != blank]
+            else:
+                ranked = sorted((c for c in range(C) if c != blank), key=lambda c: (-lp[c], c))
+                candidates = sorted(ranked[:top_k])
+            next_pb: dict[tuple[int, ...], float] = {}
+            next_pnb: dict[tuple[int, ...], float] = {}
+            for y, pb, pnb in beam:
+                total = _logaddexp(pb, pnb)
+                _add(next_pb, y, total + lp[blank])
+                e = y[-1] if y else None
+                if y:
+                    _add(next_pnb, y, pnb + lp[e])
+                for c in candidates:
+                    if rule is not None and not rule.can_extend(y, c):
+                        continue
+                    yc = y + (c,)
+                    if yc not in lm_cache:
+                        lm_cache[yc] = lm_cache[y] + lm_term(y, c)
+                    _add(next_pnb, yc, (pb if c == e else total) + lp[c])
+            final_rule = rule.is_final if rule is not None and t == n_frames - 1 else None
+            beam = _prune(next_pb, next_pnb, lm_cache, beam_width, beam_threshold, final_rule)
+        hyps = []
+        for y, pb, pnb in beam[:nbest]:
+            acoustic = _logaddexp(pb, pnb)
+            hyps.append(Hypothesis(y, acoustic + lm_cache[y], acoustic, lm_cache[y]))
+        results.append(hyps)
+    return results
+
+
+def _add(table: dict, key: tuple[int, ...], value: float) -> None:
+    table[key] = _logaddexp(table.get(key, _NEG_INF), value)
+
+
+def _prune(next_pb, next_pnb, lm_cache, beam_width, beam_threshold, is_final=None):
+    """The next beam, in beam order: drop -inf, non-final (when is_final is given) and out-of-threshold
+    prefixes, keep the beam_width best."""
+    entries = []
+    for y in set(next_pb) | set(next_pnb):
+        if is_final is not None and not is_final(y):
+            continue
+        pb = next_pb.get(y, _NEG_INF)
+        pnb = next_pnb.get(y, _NEG_INF)
+        score = _logaddexp(pb, pnb) + lm_cache[y]
+        if score != _NEG_INF:
+            entries.append((y, pb, pnb, score))
+    entries.sort(key=lambda e: (-e[3], e[0]))
+    if beam_threshold is not None and entries:
+        floor = entries[0][3] - beam_threshold
+        entries = [e for e in entries if e[3] >= floor]
+    return [(y, pb, pnb) for y, pb, pnb, _ in entries[:beam_width]]
