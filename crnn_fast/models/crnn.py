@@ -94,8 +94,8 @@ class BidirectionalLSTM(nn.Module):
         self.rnn = LSTM(input_size, hidden_size, bidirectional=True, batch_first=True, backend=backend)
         self.embedding = nn.Linear(2 * hidden_size, output_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output, _ = self.rnn(x)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        output, _ = self.rnn(x, lengths=lengths)
         return self.embedding(output)
 
 
@@ -217,6 +217,20 @@ class CRNN(nn.Module):
             raise ValueError(f"width must be >= {self.min_width}, got {width}")
         return self._cnn_output_size(INPUT_HEIGHT, width)[1]
 
+    def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
+        """T per image for a batch of image widths: widths (B,) int -> (B,) int64 (W // 4 + 1)."""
+        widths = torch.as_tensor(widths)
+        if widths.dtype.is_floating_point or widths.dim() != 1:
+            raise ValueError(f"widths must be a 1-D integer tensor, got {widths.dtype} of shape {tuple(widths.shape)}")
+        if len(widths) and int(widths.min()) < self.min_width:
+            raise ValueError(f"widths must be >= {self.min_width}, got {int(widths.min())}")
+        lengths = widths.to(torch.int64)
+        for layer in self.cnn:  # the same size arithmetic as _cnn_output_size, elementwise
+            if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+                kw, sw, pw = _pair(layer.kernel_size)[1], _pair(layer.stride)[1], _pair(layer.padding)[1]
+                lengths = (lengths + 2 * pw - kw) // sw + 1
+        return lengths
+
     def _check_images(self, images) -> None:
         check_tensor(images, "images", dim=4, dtypes=FLOAT_DTYPES)
         _, channels, height, width = images.shape
@@ -238,10 +252,23 @@ class CRNN(nn.Module):
         conv = self.cnn(images)  # (B, F, 1, T)
         return conv.squeeze(2).permute(0, 2, 1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
         """images (B, C_in, 32, W) -> log-probs (B, T, K), log_softmax over the K classes.
 
+        widths: optional (B,) true widths of right-padded images. The LSTMs then treat the columns past
+            output_lengths(widths) as padding (PackedSequence semantics), so an image's result does not
+            depend on the batch it is padded into; decode only the first output_lengths(widths) frames.
         F.ctc_loss wants (T, B, K): pass `log_probs.transpose(0, 1)`.
         """
-        logits = self.rnn(self.features(images))
-        return logits.log_softmax(dim=-1)
+        features = self.features(images)
+        lengths = None
+        if widths is not None:
+            widths = torch.as_tensor(widths)
+            if widths.shape != (images.shape[0],) or int(widths.max()) > images.shape[-1]:
+                raise ValueError(f"widths must have shape ({images.shape[0]},) with values <= the image width "
+                                 f"{images.shape[-1]}, got {widths.tolist()}")
+            lengths = self.output_lengths(widths).clamp(max=features.shape[1])
+        x = features
+        for block in self.rnn:
+            x = block(x, lengths)
+        return x.log_softmax(dim=-1)

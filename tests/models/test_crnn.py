@@ -266,3 +266,26 @@ def test_bad_backend_and_width_are_named(small):
         small.output_length(3)
     with pytest.raises(TypeError, match="width must be an int"):
         small.output_length(64.0)
+
+
+def test_widths_make_results_independent_of_padding(small):
+    small = small.double().eval()
+    narrow = torch.rand(1, 1, 32, 40, dtype=torch.float64)
+    wide = torch.rand(1, 1, 32, 72, dtype=torch.float64)
+    batch = torch.zeros(2, 1, 32, 72, dtype=torch.float64)
+    batch[0, :, :, :40], batch[1] = narrow[0], wide[0]
+    widths = torch.tensor([40, 72])
+    lengths = small.output_lengths(widths)
+    assert lengths.tolist() == [small.output_length(40), small.output_length(72)]
+    out = small(batch, widths=widths)
+    # The CNN's receptive field sees the padding near the right edge (that cannot be helped); the LSTMs
+    # must not: the padded item equals the sequence head run on its own valid columns alone.
+    features = small.features(batch)
+    alone = features[:1, : lengths[0]]
+    for block in small.rnn:
+        alone = block(alone)
+    torch.testing.assert_close(out[0, : lengths[0]], alone.log_softmax(-1)[0], atol=1e-10, rtol=0)
+    torch.testing.assert_close(out[1], small(wide)[0], atol=1e-10, rtol=0)
+    torch.testing.assert_close(out[0, : lengths[0]], small(narrow)[0], atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="widths"):
+        small(batch, widths=torch.tensor([40, 80]))
