@@ -33,8 +33,13 @@ def backends() -> dict:
     Example: {"extension": True, "extension_error": None, "cuda_available": False, "triton": True,
               "ops": {"ctc_greedy": ["ref", "cpu"], "lstm": ["ref", "torch"]}}
     """
-    ops = {"ctc_greedy": ["ref"] + [d for d in ("cpu", "cuda") if _ext.has_kernel("ctc_greedy", d)],
-           "lstm": ["ref", "torch"]}
+    from .ops.lstm import HAS_TRITON
+
+    ops = {
+        "ctc_greedy": ["ref"] + [d for d in ("cpu", "cuda") if _ext.has_kernel("ctc_greedy", d)],
+        "lstm": ["ref", "torch"] + (["triton"] if HAS_TRITON else [])
+        + (["cuda"] if _ext.has_kernel("lstm_recurrence", "cuda") else []),
+    }
     return {
         "extension": _ext.HAS_EXTENSION,
         "extension_error": _ext.EXTENSION_ERROR,

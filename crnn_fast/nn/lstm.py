@@ -8,35 +8,38 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ..reference.lstm import lstm_ref
+from ..ops.lstm import LSTM_BACKENDS, check_lstm_backend, resolve_lstm_backend
+from ..ops.lstm import lstm as _lstm_functional
+from ..ops.lstm_cuda import lstm_cuda_forward
 
-# "torch" is torch.nn.LSTM's own implementation (cuDNN on CUDA); "ref" the eager reference.
-LSTM_BACKENDS = ("auto", "torch", "ref")
-
-
-def check_lstm_backend(backend: str) -> str:
-    if backend not in LSTM_BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, LSTM_BACKENDS))}, got {backend!r}")
-    return backend
+__all__ = ["LSTM", "LSTM_BACKENDS", "check_lstm_backend", "convert_lstm", "resolve_lstm_backend"]
 
 
-def resolve_lstm_backend(backend: str, input: torch.Tensor) -> str:
-    """The concrete backend that `backend` means for this input."""
-    check_lstm_backend(backend)
-    return "torch" if backend == "auto" else backend
-
-
-class LSTM(torch.nn.LSTM):
+class LSTM(torch.nn.RNNBase):
     """torch.nn.LSTM with the same constructor, parameters, state_dict and forward contract, plus:
 
-    backend: "auto" | "torch" | "ref" — where the recurrence runs (see crnn_fast.backends()).
+    backend: "auto" | "torch" | "triton" | "cuda" | "ref" — where the recurrence runs
+        (crnn_fast.ops.lstm.LSTM_BACKENDS). "triton" is the fused Triton forward and backward; "cuda" the
+        persistent CUDA C++ kernel, inference only (no grad), float16/bfloat16, H <= 256. "auto" is
+        torch.nn.LSTM's own implementation until the fused kernels have been validated on a GPU.
     forward(input, hx=None, lengths=None): `lengths` (B,) marks the valid steps of a padded batch, with the
         semantics of a PackedSequence; the output is zero past each sequence's length.
     proj_size is not supported.
+
+    Like torch.nn.LSTM it derives from torch.nn.RNNBase (mode "LSTM"), but not from torch.nn.LSTM itself:
+    torch.compile graph-breaks on every nn.RNN/GRU/LSTM instance (unless torch._dynamo.config.allow_rnn),
+    so a subclass could never compile with fullgraph=True. isinstance(m, torch.nn.RNNBase) holds, and
+    isinstance(m, torch.nn.LSTM) does not.
     """
 
+    # torch.nn.LSTM's own methods, so that backend "torch" runs exactly torch.nn.LSTM.forward on this module.
+    get_expected_cell_size = torch.nn.LSTM.get_expected_cell_size
+    check_forward_args = torch.nn.LSTM.check_forward_args
+    permute_hidden = torch.nn.LSTM.permute_hidden
+    _torch_forward = torch.nn.LSTM.forward
+
     def __init__(self, *args, backend: str = "auto", **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__("LSTM", *args, **kwargs)
         if self.proj_size:
             raise NotImplementedError("crnn_fast.nn.LSTM does not support proj_size > 0")
         self.backend = check_lstm_backend(backend)
@@ -67,11 +70,14 @@ class LSTM(torch.nn.LSTM):
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
         if lengths is not None:
             lengths = torch.as_tensor(lengths)
-        backend = resolve_lstm_backend(self.backend, input)
+        backend = resolve_lstm_backend(self.backend, input, self.hidden_size)
         if backend == "torch":
             output, (h_n, c_n) = self._forward_torch(input, hx, lengths)
+        elif backend == "cuda":
+            self._check_input(input, hx)
+            output, (h_n, c_n) = lstm_cuda_forward(self, input, hx, lengths)
         else:
-            output, (h_n, c_n) = self._forward_ref(input, hx, lengths)
+            output, (h_n, c_n) = self._forward_kernels(input, hx, lengths, backend)
         if unbatched:
             output = output.squeeze(0 if self.batch_first else 1)
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
@@ -79,63 +85,51 @@ class LSTM(torch.nn.LSTM):
 
     def _check_input(self, input: torch.Tensor, hx) -> None:
         # torch.nn.LSTM's own checks, so errors read exactly as a torch user expects.
-        batch = input.size(0 if self.batch_first else 1)
         self.check_input(input, None)
+        batch = input.size(0 if self.batch_first else 1)
         if hx is not None:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("hx must be a tuple (h_0, c_0)")
             D = 2 if self.bidirectional else 1
             expected = (self.num_layers * D, batch, self.hidden_size)
             for name, state in (("hx[0] (h_0)", hx[0]), ("hx[1] (c_0)", hx[1])):
+                if not isinstance(state, torch.Tensor):
+                    raise TypeError(f"{name} must be a torch.Tensor, got {type(state).__name__}")
                 if tuple(state.shape) != expected:
                     raise RuntimeError(f"Expected {name} size {expected}, got {tuple(state.shape)}")
+                if state.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
+                    raise TypeError(f"{name} has dtype {state.dtype} but input has {input.dtype}: they must match")
 
     def _forward_torch(self, input, hx, lengths):
         if lengths is None:
-            return super().forward(input, hx)
+            return self._torch_forward(input, hx)
         total = input.size(1 if self.batch_first else 0)
         packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
-        output, state = super().forward(packed, hx)
+        output, state = self._torch_forward(packed, hx)
         output, _ = pad_packed_sequence(output, batch_first=self.batch_first, total_length=total)
         return output, state
 
-    def _forward_ref(self, input, hx, lengths):
+    def _forward_kernels(self, input, hx, lengths, backend):
         self._check_input(input, hx)
-        layer_dropout = self.dropout if self.training else 0.0
-        if layer_dropout and self.num_layers > 1:
-            return self._forward_layers_with_dropout(input, hx, lengths, layer_dropout)
-        return lstm_ref(input, self._flat_weights, hx, num_layers=self.num_layers,
-                        bidirectional=self.bidirectional, batch_first=self.batch_first, lengths=lengths)
-
-    def _forward_layers_with_dropout(self, input, hx, lengths, p):
-        """Layer by layer, with dropout on the outputs of every layer but the last, as torch.nn.LSTM."""
-        D = 2 if self.bidirectional else 1
-        per_layer = len(self._flat_weights) // self.num_layers
-        h_n, c_n = [], []
-        x = input
-        for layer in range(self.num_layers):
-            layer_hx = None if hx is None else (hx[0][layer * D : (layer + 1) * D], hx[1][layer * D : (layer + 1) * D])
-            weights = self._flat_weights[layer * per_layer : (layer + 1) * per_layer]
-            x, (h, c) = lstm_ref(x, weights, layer_hx, num_layers=1, bidirectional=self.bidirectional,
-                                 batch_first=self.batch_first, lengths=lengths)
-            if layer + 1 < self.num_layers:
-                x = torch.nn.functional.dropout(x, p, training=True)
-            h_n.append(h)
-            c_n.append(c)
-        return x, (torch.cat(h_n), torch.cat(c_n))
+        return _lstm_functional(input, self._flat_weights, hx, num_layers=self.num_layers,
+                                bidirectional=self.bidirectional, batch_first=self.batch_first, lengths=lengths,
+                                dropout=self.dropout, training=self.training, backend=backend)
 
 
 def convert_lstm(model: torch.nn.Module, backend: str = "auto") -> torch.nn.Module:
-    """Replace every torch.nn.LSTM inside `model` (in place) by crnn_fast.nn.LSTM with the same weights.
+    """Replace every torch.nn.LSTM inside `model` (in place) by crnn_fast.nn.LSTM with the same weights (and set
+    the backend of the crnn_fast.nn.LSTMs already there).
 
     Returns `model`. A model that is itself an nn.LSTM cannot be changed in place: its replacement is returned.
     """
     check_lstm_backend(backend)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(model, torch.nn.LSTM):
+    if isinstance(model, (torch.nn.LSTM, LSTM)):
         return _converted(model, backend)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.LSTM):
+            if isinstance(child, (torch.nn.LSTM, LSTM)):
                 setattr(parent, name, _converted(child, backend))
     return model
 
