@@ -19,4 +19,13 @@ TORCH_LIBRARY(crnn_fast, m) {
   m.def(
       "ctc_greedy(Tensor log_probs, Tensor lengths, int blank) -> "
       "(Tensor tokens, Tensor token_lengths, Tensor token_frames, Tensor token_logprobs, Tensor path_logprob)");
+  // Persistent LSTM recurrence of one layer, every direction in one launch; inference only (CUDA,
+  // csrc/cuda/lstm_recurrence_kernel.cu; python face crnn_fast/ops/lstm_cuda.py).
+  //   x_proj: (B, T, D*4H) float16/bfloat16 = x @ W_ih^T + b_ih + b_hh per direction, gates i, f, g, o;
+  //   w_hh: (D, 4H, H), D = 1 or 2, H <= 256; h0, c0: (D, B, H); lengths: (B,) int64 or None (all T);
+  //   algo: 0 auto, 1 thread-block cluster (sm_90+), 2 cooperative launch (sm_80+).
+  //   out: (B, T, D*H), zero where t >= lengths[b]; h_n, c_n: (D, B, H) at each sequence's last valid step.
+  m.def(
+      "lstm_recurrence(Tensor x_proj, Tensor w_hh, Tensor h0, Tensor c0, Tensor? lengths=None, int algo=0) -> "
+      "(Tensor out, Tensor h_n, Tensor c_n)");
 }
