@@ -4,7 +4,9 @@
 # every step gets a timeout from what is left of the budget, and a step that fails or times out does not stop
 # the ones after it (the Triton kernels need no build).
 #
-#   STEPS="build tests bench compile" (default)   add "tune" for a Triton launch-config sweep, or pick a subset
+#   STEPS="build tests bench compile" (default)   add "tune" for a Triton launch-config sweep, "sanitize" for
+#                                                  compute-sanitizer on the CUDA LSTM, or pick a subset (one
+#                                                  device call per subset when the whole does not fit 9 min)
 #   BUDGET_S=530                                   total seconds
 #   CRNN_FAST_COMMIT=<sha>                         recorded in the JSON (the machine may have no .git)
 #   PYTEST_ARGS="..."                              extra pytest arguments (e.g. -k lstm)
@@ -49,6 +51,13 @@ has bench && run bench_lstm 170 python benchmarks/bench_lstm.py --impls torch tr
 # torch.compile of the eager reference compiles an unrolled graph per shape: a subset, last, with what is left.
 has compile && run bench_lstm_compile 150 python benchmarks/bench_lstm.py --impls torch triton compile \
   --batch 8 256 --time 26 --dtypes float16 --warmup-ms 10 --rep-ms 40
+# compute-sanitizer on a small forward of the CUDA LSTM kernel (both algos, lengths, odd H), fp16 and bf16.
+for tool in memcheck racecheck synccheck; do
+  for dtype in float16 bfloat16; do
+    has sanitize && run "sanitize_${tool}_${dtype}" 90 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+      compute-sanitizer --tool "$tool" --error-exitcode 3 python benchmarks/sanitize_lstm_cuda.py --dtype "$dtype"
+  done
+done
 has tune && run bench_lstm_tune 300 python benchmarks/bench_lstm.py --tune --warmup-ms 10 --rep-ms 40
 
 echo "total $(( $(date +%s) - START ))s" | tee -a "$SUMMARY"
