@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "CRNN": ("crnn_fast.models", "CRNN"),
     "Charset": ("crnn_fast.data", "Charset"),
+    "Recognizer": ("crnn_fast.recognize", "Recognizer"),
+    "CTCDecoder": ("crnn_fast.decoding", "CTCDecoder"),
 }
 
 
@@ -49,4 +51,5 @@ def backends() -> dict:
     }
 
 
-__all__ = ["LSTM", "convert_lstm", "ctc_greedy", "backends", "CRNN", "Charset", "__version__"]
+__all__ = ["LSTM", "convert_lstm", "ctc_greedy", "backends", "CRNN", "Charset", "CTCDecoder", "Recognizer",
+           "__version__"]

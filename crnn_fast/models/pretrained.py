@@ -1,0 +1,147 @@
+"""Saving and loading CRNN weights: a safetensors file plus a JSON sidecar (charset, config, normalisation).
+
+Layout of a model named NAME in a folder:
+    NAME.safetensors   the state_dict (float32 or float16 tensors)
+    NAME.json          {"format": "crnn_fast.model", "version": 1, "charset": {...}, "config": {...},
+                        "num_classes": K, "input": {...}, "training": {...}}
+The shipped default lives in crnn_fast/models/weights/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..data.charset import Charset
+from .crnn import CRNN, CRNN_CONFIGS, CRNNConfig
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "crnn_small_ascii"
+_FORMAT, _VERSION = "crnn_fast.model", 1
+# What the model expects; recorded in the sidecar so other tools can preprocess identically.
+INPUT_SPEC = {"height": 32, "channels": 1, "color": "grayscale (PIL 'L')", "normalization": "x / 127.5 - 1",
+              "resize": "height to 32 keeping the aspect ratio (bilinear)",
+              "padding": "right, repeating the last column"}
+
+
+class WeightsError(ValueError):
+    """A weight file is missing, corrupt, or does not match its sidecar."""
+
+
+def save_pretrained(model: CRNN, charset: Charset, path: str | os.PathLike, *, training: dict | None = None,
+                    half: bool = False) -> tuple[Path, Path]:
+    """Write `path`.safetensors and `path`.json (a suffix on `path` is replaced); returns both paths."""
+    from safetensors.torch import save_file
+
+    if not isinstance(model, CRNN):
+        raise TypeError(f"model must be a crnn_fast CRNN, got {type(model).__name__}")
+    if model.num_classes != charset.num_classes:
+        raise ValueError(f"model has {model.num_classes} classes but the charset {charset.num_classes}")
+    base = Path(path)
+    if base.suffix in (".safetensors", ".json"):
+        base = base.with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        if half and v.is_floating_point():
+            v = v.half()
+        state[k] = v
+    weights, sidecar = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    save_file(state, str(weights), metadata={"format": _FORMAT})
+    meta = {"format": _FORMAT, "version": _VERSION, "variant": model.variant, "config": asdict(model.config),
+            "num_classes": model.num_classes, "in_channels": model.in_channels, "charset": charset.to_dict(),
+            "input": INPUT_SPEC, "training": training or {}}
+    sidecar.write_text(json.dumps(meta, indent=1))
+    return weights, sidecar
+
+
+def resolve_weights(name_or_path: str | os.PathLike | None) -> tuple[Path, Path]:
+    """(weights, sidecar) for a shipped model name, a folder holding one model, or a file path."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    if isinstance(name_or_path, str) and os.sep not in name_or_path and not name_or_path.endswith(
+            (".safetensors", ".json")) and not os.path.exists(name_or_path):
+        base = WEIGHTS_DIR / name_or_path
+        if not base.with_suffix(".safetensors").exists():
+            shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors")) if WEIGHTS_DIR.is_dir() else []
+            raise FileNotFoundError(f"no shipped model named {name_or_path!r} (shipped: {shipped or 'none'}); "
+                                    "pass a path to a .safetensors file instead")
+        return base.with_suffix(".safetensors"), base.with_suffix(".json")
+    path = Path(name_or_path)
+    if path.is_dir():
+        found = sorted(path.glob("*.safetensors"))
+        if len(found) != 1:
+            raise FileNotFoundError(f"{path} must hold exactly one .safetensors file, found {len(found)}")
+        path = found[0]
+    if not path.exists():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    weights, sidecar = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    if not weights.exists():
+        raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
+    if not sidecar.exists():
+        raise FileNotFoundError(f"{str(weights)!r} has no JSON sidecar {str(sidecar)!r} (charset and config)")
+    return weights, sidecar
+
+
+def read_sidecar(sidecar: Path) -> dict:
+    try:
+        meta = json.loads(Path(sidecar).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{str(sidecar)!r} is not a readable JSON sidecar: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
+        raise WeightsError(f"{str(sidecar)!r} is not a {_FORMAT} version {_VERSION} sidecar")
+    return meta
+
+
+def load_pretrained(name_or_path: str | os.PathLike | None = None, *, map_location="cpu",
+                    lstm_backend: str = "auto") -> tuple[CRNN, Charset, dict]:
+    """Load (model in eval mode, charset, sidecar dict); raises WeightsError on corrupt or mismatched files."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights, sidecar = resolve_weights(name_or_path)
+    meta = read_sidecar(sidecar)
+    try:
+        charset = Charset.from_dict(meta["charset"])
+        cfg = meta["config"]
+        config = CRNNConfig(channels=tuple(cfg["channels"]), lstm_hidden=cfg["lstm_hidden"],
+                            batch_norm=tuple(cfg.get("batch_norm", (2, 4, 6))))
+        num_classes = int(meta["num_classes"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{str(sidecar)!r} has a bad charset or config: {e}") from None
+    if num_classes != charset.num_classes:
+        raise WeightsError(f"{str(sidecar)!r}: num_classes {num_classes} != charset's {charset.num_classes}")
+    variant = meta.get("variant")
+    variant = variant if variant in CRNN_CONFIGS and CRNN_CONFIGS[variant] == config else config
+    model = CRNN(num_classes, variant=variant, in_channels=int(meta.get("in_channels", 1)), lstm_backend=lstm_backend)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{str(weights)!r} is not a valid safetensors file: {e}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if wrong:
+            parts.append(f"wrong shapes {wrong[:3]}")
+        raise WeightsError(f"{str(weights)!r} does not match its sidecar's model: {'; '.join(parts)}")
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise WeightsError(f"{str(weights)!r}: tensor {k!r} holds NaN or inf")
+    model.load_state_dict(state)
+    model.eval()
+    return model.to(map_location), charset, meta

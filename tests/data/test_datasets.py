@@ -1,0 +1,152 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crnn_fast.data import Charset
+from crnn_fast.data.datasets import (
+    FolderDataset,
+    ImageError,
+    LmdbDataset,
+    open_dataset,
+    padded_batches,
+    prepare_image,
+    resize_to_height,
+    to_gray,
+    write_folder,
+    write_lmdb,
+)
+
+
+def _items(n=5):
+    rng = np.random.default_rng(0)
+    texts = ["hello", "World 42", "a\u00a0b".replace("\u00a0", " "), "$3.50", "x"][:n]
+    return [(rng.integers(0, 256, (20 + 3 * i, 40 + 10 * i), dtype=np.uint8), t) for i, t in enumerate(texts)]
+
+
+def test_folder_round_trip(tmp_path):
+    items = _items()
+    write_folder(tmp_path / "f", items)
+    ds = FolderDataset(tmp_path / "f")
+    assert len(ds) == len(items)
+    for i, (array, text) in enumerate(items):
+        image, label = ds[i]
+        assert label == text == ds.label(i)
+        assert np.array_equal(np.asarray(image), array)
+    assert isinstance(open_dataset(tmp_path / "f"), FolderDataset)
+
+
+def test_folder_labels_with_tabs_and_comments(tmp_path):
+    Image.new("L", (10, 10), 255).save(tmp_path / "a.png")
+    (tmp_path / "labels.tsv").write_text("# a comment\na.png\ttext\twith tab\n\n")
+    ds = FolderDataset(tmp_path)
+    assert len(ds) == 1 and ds.label(0) == "text\twith tab"
+    (tmp_path / "labels.tsv").write_text("no tab here\n")
+    with pytest.raises(ValueError, match="labels.tsv:1"):
+        FolderDataset(tmp_path)
+    with pytest.raises(FileNotFoundError, match="labels.tsv"):
+        FolderDataset(tmp_path / "missing")
+
+
+def test_lmdb_round_trip(tmp_path):
+    pytest.importorskip("lmdb")
+    items = _items()
+    write_lmdb(tmp_path / "db", items, map_size=1 << 24)
+    ds = LmdbDataset(tmp_path / "db")
+    assert len(ds) == len(items)
+    for i, (array, text) in enumerate(items):
+        image, label = ds[i]
+        assert label == text == ds.label(i)
+        assert np.array_equal(np.asarray(image), array)
+    assert ds[-1][1] == items[-1][1]
+    with pytest.raises(IndexError):
+        ds[len(items)]
+    assert isinstance(open_dataset(tmp_path / "db"), LmdbDataset)
+
+
+def test_lmdb_is_one_based_benchmark_layout(tmp_path):
+    lmdb = pytest.importorskip("lmdb")
+    buf = io.BytesIO()
+    Image.new("L", (30, 10), 0).save(buf, format="PNG")
+    env = lmdb.open(str(tmp_path), map_size=1 << 22)
+    with env.begin(write=True) as txn:
+        txn.put(b"num-samples", b"1")
+        txn.put(b"image-000000001", buf.getvalue())
+        txn.put(b"label-000000001", "caf\u00e9".encode())
+    env.close()
+    ds = LmdbDataset(tmp_path)
+    image, label = ds[0]
+    assert image.size == (30, 10) and label == "caf\u00e9"
+
+
+def test_open_dataset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither"):
+        open_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Image.new("L", (50, 20), 200),
+    lambda: Image.new("RGB", (50, 20), (10, 200, 30)),
+    lambda: Image.new("RGBA", (50, 20), (0, 0, 0, 0)),
+    lambda: Image.new("LA", (50, 20)),
+    lambda: Image.new("P", (50, 20)),
+    lambda: Image.new("1", (50, 20)),
+    lambda: Image.new("I;16", (50, 20)),
+    lambda: Image.new("I", (50, 20)),
+    lambda: Image.new("F", (50, 20)),
+    lambda: Image.new("CMYK", (50, 20)),
+    lambda: np.zeros((20, 50), np.uint8),
+    lambda: np.full((20, 50), 65535, np.uint16),
+    lambda: np.zeros((20, 50, 1), np.uint8),
+    lambda: np.zeros((20, 50, 3), np.uint8),
+    lambda: np.zeros((20, 50, 4), np.uint8),
+    lambda: np.random.rand(20, 50),
+    lambda: np.ones((20, 50), bool),
+])
+def test_prepare_image_kinds(make):
+    out = prepare_image(make())
+    assert out.dtype == np.uint8 and out.shape == (32, 80)
+
+
+def test_rgba_transparent_is_white_and_uint16_scaled():
+    assert to_gray(Image.new("RGBA", (4, 4), (0, 0, 0, 0))).min() == 255
+    assert to_gray(np.full((4, 4), 65535, np.uint16)).min() == 255
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((0, 10), np.uint8), "zero size"),
+    (np.zeros((5, 5, 7), np.uint8), "shape"),
+    (np.full((5, 5), np.nan), "NaN"),
+    (np.zeros((5, 5), np.complex64), "dtype"),
+    (Image.new("L", (20000, 20)), "too wide"),
+])
+def test_prepare_image_errors(bad, match):
+    with pytest.raises(ImageError, match=match):
+        prepare_image(bad)
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.new("L", (200, 60), 128).save(buf, format="PNG")
+    (tmp_path / "trunc.png").write_bytes(buf.getvalue()[:60])
+    for name, match in [("empty.png", "cannot read"), ("trunc.png", "cannot read|truncated"),
+                        ("missing.png", "no such file")]:
+        with pytest.raises(ImageError, match=match):
+            prepare_image(tmp_path / name)
+    with pytest.raises(TypeError):
+        prepare_image(42)
+
+
+def test_huge_image_downscales():
+    out = resize_to_height(np.zeros((3000, 9000), np.uint8))
+    assert out.shape == (32, 96)
+
+
+def test_padded_batches_from_folder(tmp_path):
+    write_folder(tmp_path, _items() + [(np.zeros((10, 10), np.uint8), "caf\u00e9")])
+    it = padded_batches(FolderDataset(tmp_path), 2, charset=Charset.printable_ascii())
+    for _ in range(4):
+        batch = next(it)
+        assert batch.images.shape[:3] == (2, 1, 32) and all("\u00e9" not in t for t in batch.texts)

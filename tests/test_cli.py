@@ -1,0 +1,95 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from crnn_fast.cli import expand_inputs
+from crnn_fast.data import Charset
+from crnn_fast.data.datasets import write_folder
+from crnn_fast.models.crnn import CRNN, CRNNConfig
+from crnn_fast.models.pretrained import save_pretrained
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    charset = Charset.printable_ascii()
+    torch.manual_seed(0)
+    weights, _ = save_pretrained(CRNN(charset.num_classes, variant=CRNNConfig(channels=(4, 8, 8, 8, 16, 16, 16),
+                                                                          lstm_hidden=8)), charset, root / "tiny")
+    from crnn_fast.data import synth
+
+    fonts = synth.fonts_for_split("train")
+    import random
+
+    rng = random.Random(0)
+    images = []
+    for word in ("hello", "world"):
+        if fonts:
+            arr, _ = synth.render_text(word, fonts[0], rng, synth.RenderConfig(), degraded=False, native=True)
+        else:
+            arr = np.full((30, 90), 255, np.uint8)
+        images.append((arr, word))
+    write_folder(root / "imgs", images)
+    (root / "imgs" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return root, weights
+
+
+def _run(*args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "crnn_fast.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_recognize_files(setup):
+    root, weights = setup
+    out = _run("recognize", root / "imgs" / "000000.png", root / "imgs" / "000001.png", "--model", weights,
+               "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().split("\n")
+    assert len(lines) == 2
+    for line, name in zip(lines, ("000000.png", "000001.png")):
+        path, text, conf = line.split("\t")
+        assert path.endswith(name) and 0.0 <= float(conf) <= 1.0
+
+
+def test_recognize_bad_file_exits_1_and_reads_the_rest(setup):
+    root, weights = setup
+    out = _run("recognize", root / "imgs", root / "nope.png", "--model", weights, "--json")
+    assert out.returncode == 1
+    rows = [json.loads(x) for x in out.stdout.strip().split("\n")]
+    by_name = {os.path.basename(r["path"]): r for r in rows}
+    assert by_name["000000.png"]["error"] is None and by_name["000001.png"]["error"] is None
+    assert by_name["broken.png"]["error"] and by_name["nope.png"]["error"]
+    assert "broken.png" in out.stderr and "2 of 4 images failed" in out.stderr
+
+
+def test_wrong_model_is_a_clear_error(setup, tmp_path):
+    root, _ = setup
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    out = _run("recognize", root / "imgs" / "000000.png", "--model", bad)
+    assert out.returncode == 2 and "cannot load model" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_folder(setup):
+    root, weights = setup
+    (root / "evalset").mkdir(exist_ok=True)
+    write_folder(root / "evalset", [(np.full((30, 60), 255, np.uint8), "a"), (np.zeros((30, 60), np.uint8), "b")])
+    out = _run("eval", root / "evalset", "--model", weights, "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "exact=" in out.stdout and "cer=" in out.stdout
+
+
+def test_expand_inputs(tmp_path):
+    (tmp_path / "d").mkdir()
+    for name in ("a.png", "b.jpg", "c.txt"):
+        (tmp_path / "d" / name).write_bytes(b"")
+    Image.new("L", (4, 4)).save(tmp_path / "e.png")
+    found = expand_inputs([str(tmp_path / "d"), str(tmp_path / "*.png"), str(tmp_path / "zz*.png"), "missing.png"])
+    assert [os.path.basename(p) for p in found] == ["a.png", "b.jpg", "e.png", "zz*.png", "missing.png"]

@@ -1,0 +1,176 @@
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from crnn_fast.data import Charset
+from crnn_fast.models.crnn import CRNN, CRNNConfig
+from crnn_fast.models.pretrained import DEFAULT_MODEL, WEIGHTS_DIR, WeightsError, load_pretrained, save_pretrained
+from crnn_fast.recognize import RecognitionResult, Recognizer
+
+TINY = CRNNConfig(channels=(4, 8, 8, 8, 16, 16, 16), lstm_hidden=8)
+SHIPPED = (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").exists()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    charset = Charset.printable_ascii()
+    torch.manual_seed(0)
+    model = CRNN(charset.num_classes, variant=TINY)
+    path = tmp_path_factory.mktemp("w") / "tiny"
+    return save_pretrained(model, charset, path)[0]
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_weights):
+    return Recognizer.from_pretrained(tiny_weights, device="cpu", batch_size=4)
+
+
+def _text_image(text="Hello"):
+    from crnn_fast.data import synth
+
+    fonts = synth.fonts_for_split("train")
+    if not fonts:
+        img = Image.new("L", (120, 40), 255)
+        return img
+    arr, _ = synth.render_text(text, fonts[0], __import__("random").Random(0), synth.RenderConfig(), degraded=False,
+                               native=True)
+    return Image.fromarray(arr)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped weights in crnn_fast/models/weights yet")
+def test_shipped_default_model_reads_text():
+    import random
+
+    from crnn_fast.data import synth
+    from crnn_fast.evaluate import compute_metrics
+
+    rec = Recognizer.from_pretrained(device="cpu")
+    assert rec.charset == Charset.printable_ascii()
+    fonts = synth.fonts_for_split("test")
+    if not fonts:
+        pytest.skip("no held-out fonts installed (fonts-comic-neue, fonts-karla, fonts-sil-charis, ...)")
+    rng = random.Random(11)
+    images, labels = [], []
+    words = ("garden", "Invoice", "2024-03-15", "hello", "Total", "window", "market", "River", "paper", "42.50")
+    for i, word in enumerate(words):
+        arr, label = synth.render_text(word, fonts[i % len(fonts)], rng, synth.RenderConfig(), degraded=False,
+                                       native=True)
+        images.append(arr)
+        labels.append(label)
+    results = rec.recognize(images)
+    # Clean text in unseen fonts: most words right, few character errors (the shipped model: 7/10, CER 0.05).
+    m = compute_metrics([r.text for r in results], labels)
+    assert m.exact >= 0.5 and m.cer <= 0.15, (m, [r.text for r in results])
+    assert all(0.0 < r.confidence <= 1.0 and r.error is None for r in results)
+
+
+def test_inputs_of_every_kind(recognizer, tmp_path):
+    pil = _text_image()
+    path = tmp_path / "x.png"
+    pil.save(path)
+    arr = np.asarray(pil)
+    items = [str(path), path, pil, arr, np.stack([arr] * 3, -1), (arr.astype(np.uint16) * 257),
+             pil.convert("RGBA"), pil.convert("P"), pil.convert("1"), arr.astype(np.float32) / 255]
+    results = recognizer.recognize(items)
+    assert len(results) == len(items)
+    for r in results:
+        assert isinstance(r, RecognitionResult) and r.error is None, r.error
+        assert isinstance(r.text, str) and 0.0 <= r.confidence <= 1.0
+    # The same picture in every form gives the same text.
+    assert len({r.text for r in results[:5]}) == 1
+    single = recognizer.recognize(pil)
+    assert isinstance(single, RecognitionResult) and single.text == results[2].text
+
+
+def test_bad_items_get_errors_and_the_rest_is_read(recognizer, tmp_path):
+    good = _text_image()
+    good.save(tmp_path / "good.png")
+    buf = io.BytesIO()
+    good.save(buf, format="PNG")
+    (tmp_path / "trunc.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.png").write_bytes(b"not an image at all")
+    huge = Image.new("L", (5000, 4000), 255)
+    items = [tmp_path / "good.png", tmp_path / "trunc.png", tmp_path / "empty.png", tmp_path / "junk.png",
+             tmp_path / "missing.png", np.zeros((0, 10), np.uint8), Image.new("L", (30000, 20)), 3.5,
+             np.zeros((4, 4, 9), np.uint8), huge, Image.new("I;16", (60, 20), 30000),
+             Image.new("RGBA", (60, 20), (0, 0, 0, 128)), Image.new("P", (60, 20)), good]
+    results = recognizer.recognize(items)
+    errors = [r.error is not None for r in results]
+    assert errors == [False, True, True, True, True, True, True, True, True, False, False, False, False, False]
+    for r in results:
+        if r.error:
+            assert r.text == "" and r.confidence == 0.0 and len(r.error) > 5
+    assert "too wide" in results[6].error and "no such file" in results[4].error
+    assert results[0].text == results[-1].text
+
+
+def test_wrong_weight_files(tmp_path, tiny_weights):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Recognizer.from_pretrained(tmp_path / "nothing.safetensors")
+    with pytest.raises(FileNotFoundError, match="no shipped model"):
+        Recognizer.from_pretrained("no_such_model")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    (tmp_path / "bad.json").write_text(tiny_weights.with_suffix(".json").read_text())
+    with pytest.raises(WeightsError, match="not a valid safetensors"):
+        Recognizer.from_pretrained(bad)
+    # Weights of another architecture under this sidecar.
+    other = tmp_path / "other"
+    charset = Charset.printable_ascii()
+    save_pretrained(CRNN(charset.num_classes, variant=CRNNConfig(channels=(4, 8, 8, 8, 16, 16, 24), lstm_hidden=8)),
+                    charset, other)
+    (tmp_path / "other.json").write_text(tiny_weights.with_suffix(".json").read_text())
+    with pytest.raises(WeightsError, match="does not match"):
+        load_pretrained(tmp_path / "other.safetensors")
+    (tmp_path / "other.json").write_text("{ not json")
+    with pytest.raises(WeightsError, match="JSON"):
+        load_pretrained(tmp_path / "other.safetensors")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(WeightsError, match="sidecar"):
+        load_pretrained(tmp_path / "other.safetensors")
+    lonely = tmp_path / "lonely.safetensors"
+    lonely.write_bytes(tiny_weights.read_bytes())
+    with pytest.raises(FileNotFoundError, match="sidecar"):
+        load_pretrained(lonely)
+
+
+def test_constructor_checks():
+    charset = Charset("abc")
+    with pytest.raises(ValueError, match="classes"):
+        Recognizer(CRNN(10, variant=TINY), charset)
+    with pytest.raises(TypeError, match="CRNN"):
+        Recognizer(torch.nn.Linear(2, 2), charset)
+    with pytest.raises(ValueError, match="batch_size"):
+        Recognizer(CRNN(4, variant=TINY), charset, batch_size=0)
+
+
+def test_beam_without_decoder_is_clear(recognizer):
+    try:
+        from crnn_fast.decoding import CTCDecoder  # noqa: F401
+    except ImportError:
+        with pytest.raises(NotImplementedError, match="beam"):
+            recognizer.recognize([np.zeros((32, 64), np.uint8)], beam=4)
+    else:
+        r = recognizer.recognize([np.zeros((32, 64), np.uint8)], beam=4)
+        assert len(r) == 1 and r[0].error is None
+
+
+def test_batching_order_independent(recognizer):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (32, w), dtype=np.uint8) for w in (40, 200, 64, 120, 33)]
+    a = [r.text for r in recognizer.recognize(images, batch_size=2)]
+    b = [recognizer.recognize(im).text for im in images]
+    assert a == b

@@ -1,0 +1,106 @@
+import json
+
+import pytest
+import torch
+
+from crnn_fast.data import Charset, synth
+from crnn_fast.data.synth import pad_batch
+from crnn_fast.models.crnn import CRNN, CRNNConfig
+from crnn_fast.train import TrainConfig, ctc_loss, export, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # One intra-op thread: tiny models gain nothing from more, and on a busy machine OpenMP barriers
+    # with more threads than free cores cost seconds per step. train() sets it too (config.threads).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = dict(channels=(4, 8, 8, 8, 16, 16, 16), lstm_hidden=8)
+
+
+def _need_fonts():
+    if not synth.fonts_for_split("train"):
+        pytest.skip("no usable fonts (install fonts-dejavu-core)")
+
+
+def _config(tmp_path, **kw):
+    base = dict(out_dir=str(tmp_path / "run"), **TINY, batch_size=4, steps=6, num_workers=0, val_size=8,
+                val_every=3, ckpt_every=3, log_every=1, mix={"word": 1.0}, max_line_chars=12, progress=False,
+                lr=3e-3, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_overfits_a_fixed_tiny_batch():
+    torch.manual_seed(0)
+    charset = Charset("abc")
+    gen = torch.Generator().manual_seed(0)
+    # Three fixed "images": distinct vertical stripe patterns standing for three labels.
+    arrays = []
+    for k in range(3):
+        img = torch.zeros(32, 48, dtype=torch.uint8)
+        img[:, k * 8: k * 8 + 6] = 255
+        img += torch.randint(0, 20, (32, 48), generator=gen, dtype=torch.uint8)
+        arrays.append(img.numpy())
+    batch = pad_batch(arrays, ["a", "bc", "cab"])
+    model = CRNN(charset.num_classes, variant=CRNNConfig(channels=(8, 16, 16, 16, 32, 32, 32), lstm_hidden=16))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = ctc_loss(model, batch, charset, torch.device("cpu"), amp=False)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_logs_checkpoints_and_exports(tmp_path):
+    _need_fonts()
+    config = _config(tmp_path)
+    record = train(config)
+    run = tmp_path / "run"
+    assert (run / "last.pt").exists() and (run / "best.pt").exists() and (run / "config.json").exists()
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x] == list(range(1, 7))
+    assert any("val_exact" in x for x in lines) and "val_cer" in record
+    weights, sidecar = export(str(run), str(tmp_path / "m"))
+    meta = json.loads(sidecar.read_text())
+    assert meta["config"]["lstm_hidden"] == 8 and len(meta["charset"]["characters"]) == 95
+    assert meta["training"]["step"] in (3, 6)
+
+
+def test_resume_continues_identically(tmp_path):
+    _need_fonts()
+    straight = _config(tmp_path / "a")
+    train(straight)
+    split = _config(tmp_path / "b")
+    train(split, stop_after=3)
+    assert torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)["step"] == 3
+    train(split)  # resumes from step 3
+    a = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_time_budget_stops(tmp_path):
+    _need_fonts()
+    record = train(_config(tmp_path, steps=10_000, time_budget_s=2.0, val_every=0))
+    assert record["step"] < 10_000
+
+
+def test_config_file_and_errors(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"steps": 5, "variant": "small"}))
+    assert TrainConfig.from_file(str(path), lr=0.5).lr == 0.5
+    path.write_text(json.dumps({"stepz": 5}))
+    with pytest.raises(ValueError, match="stepz"):
+        TrainConfig.from_file(str(path))
+    with pytest.raises(ValueError, match="variant"):
+        TrainConfig(variant="huge").model_config()
