@@ -19,6 +19,21 @@ TORCH_LIBRARY(crnn_fast, m) {
   m.def(
       "ctc_greedy(Tensor log_probs, Tensor lengths, int blank) -> "
       "(Tensor tokens, Tensor token_lengths, Tensor token_frames, Tensor token_logprobs, Tensor path_logprob)");
+  // CTC prefix beam search (crnn_fast.reference.ctc.ctc_beam_search_ref's semantics) with optional lexicon
+  // trie and character n-gram LM; N = nbest.
+  //   log_probs: (B, T, C) float log-probabilities; lengths: (B,) int64.
+  //   trie_*: the lexicon as a flat trie (crnn_fast/decoding/lexicon.py), all four or none.
+  //   lm_*: the LM as flat tensors (crnn_fast/decoding/lm.py, LMTensors), all five or none.
+  //   tokens, token_frames: (B, N, T) int64 padded with -1; token_confidences: (B, N, T) float32 padded with 0;
+  //   token_lengths: (B, N) int64, -1 where an item has fewer than N hypotheses;
+  //   scores, acoustic_scores, lm_scores: (B, N) float64, -inf where there is no hypothesis.
+  m.def(
+      "ctc_beam_search(Tensor log_probs, Tensor lengths, int blank, int beam_width, int nbest, int? top_k, "
+      "float? beam_threshold, float? blank_skip_threshold, Tensor? trie_offsets, Tensor? trie_labels, "
+      "Tensor? trie_children, Tensor? trie_is_word, int? word_separator, Tensor? lm_keys, Tensor? lm_values, "
+      "Tensor? lm_buckets, Tensor? lm_filter, Tensor? lm_token_map, int lm_order, int lm_bos, float lm_weight, float insertion_bonus) "
+      "-> (Tensor tokens, Tensor token_lengths, Tensor token_frames, Tensor token_confidences, Tensor scores, "
+      "Tensor acoustic_scores, Tensor lm_scores)");
   // Persistent LSTM recurrence of one layer, every direction in one launch; inference only (CUDA,
   // csrc/cuda/lstm_recurrence_kernel.cu; python face crnn_fast/ops/lstm_cuda.py).
   //   x_proj: (B, T, D*4H) float16/bfloat16 = x @ W_ih^T + b_ih + b_hh per direction, gates i, f, g, o;

@@ -3,7 +3,15 @@
 The fast CPU, CUDA and Triton kernels are tested for agreement with these.
 """
 
-from .ctc import GreedyOutput, Hypothesis, LexiconTrie, ctc_beam_search_ref, ctc_greedy_ref, ctc_score_ref
+from .ctc import (
+                  GreedyOutput,
+                  Hypothesis,
+                  LexiconTrie,
+                  ctc_beam_search_ref,
+                  ctc_greedy_ref,
+                  ctc_score_ref,
+                  token_confidences_ref,
+)
 from .lstm import lstm_ref
 
 __all__ = [
@@ -14,4 +22,5 @@ __all__ = [
     "ctc_greedy_ref",
     "ctc_score_ref",
     "lstm_ref",
+    "token_confidences_ref",
 ]

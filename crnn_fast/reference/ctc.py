@@ -254,12 +254,14 @@ class Hypothesis(NamedTuple):
     score: acoustic_score + lm_score, the quantity the search ranks by.
     acoustic_score: log P(tokens | log_probs) summed over the alignments the search kept.
     lm_score: sum over the tokens of lm_weight * lm(context, token) + insertion_bonus.
+    frames: the frame at which each token was emitted (one per token; see ctc_beam_search_ref).
     """
 
     tokens: tuple[int, ...]
     score: float
     acoustic_score: float
     lm_score: float
+    frames: tuple[int, ...] = ()
 
 
 class _TrieNode:
@@ -365,7 +367,8 @@ class _LexiconRule:
 def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = None, blank: int = 0,
                         beam_width: int = 10, top_k: int | None = None, beam_threshold: float | None = None,
                         lexicon=None, word_separator: int | None = None, lm=None, lm_weight: float = 0.0,
-                        insertion_bonus: float = 0.0, nbest: int = 1) -> list[list[Hypothesis]]:
+                        insertion_bonus: float = 0.0, nbest: int = 1,
+                        blank_skip_threshold: float | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search with optional lexicon constraint and token-level LM.
 
     log_probs: (B, T, C) log-probabilities, batch first; computed in float64.
@@ -386,6 +389,8 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
                     p_nb(y+c) <- p_b(y) + lp[c]   if c == e   (a repeat needs a blank in between)
                     p_nb(y+c) <- total(y) + lp[c] otherwise
     Blank and stay are scored for every prefix; an extension by c is allowed when
+        - the frame is not skipped: with blank_skip_threshold p (0 < p <= 1), a frame whose blank
+          log-prob lp[blank] >= log(p) extends no prefix (only blank and stay are scored there),
         - top_k is None, or c is among the top_k non-blank classes of frame t by lp (ties to the lower id);
           this applies to c == e as well, and
         - the lexicon (if any) allows y + c (below).
@@ -393,6 +398,10 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
     cached for the sequence, so `lm` is called at most once per distinct (context, token). When lm is None
     or lm_weight == 0 the LM is not called and the term is insertion_bonus alone. Separator tokens count as
     tokens for the LM and the bonus.
+
+    Frames. Each kept prefix carries the frame at which each of its tokens was emitted: a prefix that was
+    in the previous beam keeps its frames (even when an extension merges into it); a prefix new at frame t
+    has exactly one parent y (its tokens but the last) and gets frames(y) + (t,).
 
     Pruning, after each frame: prefixes with score -inf are dropped; then, if beam_threshold is not None,
     prefixes with score < best_score - beam_threshold; then all but the beam_width best. Beam order
@@ -411,7 +420,8 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
 
     lm: callable lm(context: tuple[int, ...], token: int) -> float, a log-probability (may be -inf; NaN
     and +inf are errors). lm_weight must be >= 0; insertion_bonus any finite number.
-    beam_width, nbest, top_k (when given) must be >= 1; beam_threshold (when given) >= 0.
+    beam_width, nbest, top_k (when given) must be >= 1; beam_threshold (when given) >= 0;
+    blank_skip_threshold (when given) in (0, 1].
     """
     check_log_probs(log_probs)
     B, T, C = log_probs.shape
@@ -425,6 +435,12 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
         beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
         if beam_threshold < 0:
             raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
+    skip_floor = None
+    if blank_skip_threshold is not None:
+        blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
+        if not 0.0 < blank_skip_threshold <= 1.0:
+            raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
+        skip_floor = math.log(blank_skip_threshold)
     lm_weight = _check_real(lm_weight, "lm_weight")
     if lm_weight < 0:
         # A negative weight would turn an LM's -inf (forbidden token) into +inf.
@@ -469,12 +485,15 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
     results = []
     for b in range(B):
         lm_cache: dict[tuple[int, ...], float] = {(): 0.0}
-        # beam: list of (prefix, p_b, p_nb) in beam order.
+        # beam: list of (prefix, p_b, p_nb) in beam order; frames: the emission frames of each kept prefix.
         beam: list[tuple[tuple[int, ...], float, float]] = [((), 0.0, _NEG_INF)]
+        frames: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
         n_frames = int(lengths[b])
         for t in range(n_frames):
             lp = lp_all[b, t].tolist()
-            if top_k is None or top_k >= C - 1:
+            if skip_floor is not None and lp[blank] >= skip_floor:
+                candidates = []
+            elif top_k is None or top_k >= C - 1:
                 candidates = [c for c in range(C) if c != blank]
             else:
                 ranked = sorted((c for c in range(C) if c != blank), key=lambda c: (-lp[c], c))
@@ -496,10 +515,11 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
                     _add(next_pnb, yc, (pb if c == e else total) + lp[c])
             final_rule = rule.is_final if rule is not None and t == n_frames - 1 else None
             beam = _prune(next_pb, next_pnb, lm_cache, beam_width, beam_threshold, final_rule)
+            frames = {y: frames[y] if y in frames else frames[y[:-1]] + (t,) for y, _, _ in beam}
         hyps = []
         for y, pb, pnb in beam[:nbest]:
             acoustic = _logaddexp(pb, pnb)
-            hyps.append(Hypothesis(y, acoustic + lm_cache[y], acoustic, lm_cache[y]))
+            hyps.append(Hypothesis(y, acoustic + lm_cache[y], acoustic, lm_cache[y], frames[y]))
         results.append(hyps)
     return results
 
@@ -525,3 +545,24 @@ def _prune(next_pb, next_pnb, lm_cache, beam_width, beam_threshold, is_final=Non
         floor = entries[0][3] - beam_threshold
         entries = [e for e in entries if e[3] >= floor]
     return [(y, pb, pnb) for y, pb, pnb, _ in entries[:beam_width]]
+
+
+def token_confidences_ref(log_probs: torch.Tensor, tokens, frames, length: int | None = None) -> tuple[float, ...]:
+    """Per-token confidence of one decoded sequence: token i's highest probability over the frames from its
+    emission frame up to (not including) the next token's, the last token's up to `length`.
+
+    log_probs: (T, C) log-probabilities of one sequence; tokens, frames: as in Hypothesis; length: valid
+    frames (default T). Returns one probability in [0, 1] per token (float64 arithmetic).
+    """
+    lp = log_probs.detach().to("cpu", torch.float64)
+    tokens, frames = list(tokens), list(frames)
+    if len(tokens) != len(frames):
+        raise ValueError(f"frames must hold one frame per token: {len(tokens)} tokens, {len(frames)} frames")
+    end = lp.shape[0] if length is None else int(length)
+    out = []
+    for i, (tok, f) in enumerate(zip(tokens, frames)):
+        stop = frames[i + 1] if i + 1 < len(frames) else end
+        if not 0 <= f < stop <= end:
+            raise ValueError(f"frames must be increasing and inside [0, {end}), got {frames}")
+        out.append(math.exp(float(lp[f:stop, tok].max())))
+    return tuple(out)

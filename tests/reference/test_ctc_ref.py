@@ -18,6 +18,7 @@ from crnn_fast.reference.ctc import (
     ctc_beam_search_ref,
     ctc_greedy_ref,
     ctc_score_ref,
+    token_confidences_ref,
 )
 
 NEG_INF = float("-inf")
@@ -545,3 +546,79 @@ BEAM_BAD = [
 def test_bad_input(name, exc, call):
     with pytest.raises(exc, match=rf"^{re.escape(name)}\b"):
         call()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# emission frames, blank-frame skipping, confidences
+# ---------------------------------------------------------------------------------------------------------
+
+
+def earliest_frames(tokens):
+    """Without pruning a prefix enters the beam as early as it can: one frame per token, two for a repeat."""
+    frames, f = [], -1
+    for i, tok in enumerate(tokens):
+        f += 2 if i and tok == tokens[i - 1] else 1
+        frames.append(f)
+    return tuple(frames)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("T,C", [(1, 3), (4, 3), (6, 2), (6, 4)])
+def test_frames_without_pruning_are_the_earliest(seed, T, C):
+    lp = random_log_probs(2, T, C, 40 * seed + T)
+    for hyps in ctc_beam_search_ref(lp, [T, T // 2], beam_width=WIDE, nbest=WIDE):
+        for h in hyps:
+            assert len(h.frames) == len(h.tokens)
+            assert h.frames == earliest_frames(h.tokens)
+
+
+def test_frames_follow_reentry():
+    # Beam of 2. Frame 0 keeps () and (1,); frame 1 ties () with (2,) (both 0.3) and drops (1,) (0.2);
+    # frame 2 re-creates (1,) from (): it is new there, so its frame is 2, not 0.
+    lp = probs_to_lp([[0.6, 0.4, 0.0], [0.5, 0.0, 0.5], [0.1, 0.9, 0.0]])
+    hyps = ctc_beam_search_ref(lp, beam_width=2, nbest=2)[0]
+    assert [(h.tokens, h.frames) for h in hyps] == [((1,), (2,)), ((2, 1), (1, 2))]
+    # A prefix that survives keeps its frames even when its parent extends into it later.
+    lp = probs_to_lp([[0.1, 0.9], [0.5, 0.5], [0.1, 0.9]])
+    best = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE)[0]
+    assert dict((h.tokens, h.frames) for h in best)[(1,)] == (0,)
+    assert dict((h.tokens, h.frames) for h in best)[(1, 1)] == (0, 2)
+
+
+def test_blank_skip_threshold():
+    # Frame 1 is blank with probability 0.9: at threshold 0.9 nothing is extended there.
+    lp = probs_to_lp([[0.5, 0.3, 0.2], [0.9, 0.02, 0.08], [0.6, 0.3, 0.1]])
+    skipped = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, blank_skip_threshold=0.9)[0]
+    for h in skipped:
+        assert 1 not in h.frames
+    # (2,) can still be reached on frames 0 and 2, never emitted at frame 1.
+    table = {h.tokens: math.exp(h.score) for h in skipped}
+    p = [[0.5, 0.3, 0.2], [0.9, 0.02, 0.08], [0.6, 0.3, 0.1]]
+    # blank-stay alignments of (2,): 2 b b, 2 2' (stay on frame 1 is allowed), b b 2
+    want = p[0][2] * p[1][0] * p[2][0] + p[0][2] * p[1][2] * p[2][0] + p[0][0] * p[1][0] * p[2][2] \
+        + p[0][2] * p[1][2] * p[2][2]
+    assert abs(table[(2,)] - want) < 1e-12
+    # A threshold no frame reaches changes nothing.
+    plain = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE)
+    assert ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, blank_skip_threshold=0.95) == plain
+    # Threshold 1.0 skips only frames whose blank is certain.
+    assert ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, blank_skip_threshold=1.0) == plain
+
+
+@pytest.mark.parametrize("value,exc", [(0.0, ValueError), (1.5, ValueError), (-0.1, ValueError),
+                                       (math.nan, ValueError), ("0.5", TypeError)])
+def test_blank_skip_threshold_rejected(value, exc):
+    with pytest.raises(exc, match=r"^blank_skip_threshold\b"):
+        ctc_beam_search_ref(LP, blank_skip_threshold=value)
+
+
+def test_token_confidences_ref():
+    lp = probs_to_lp([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5], [0.3, 0.1, 0.6]])[0]
+    conf = token_confidences_ref(lp, (1, 2), (0, 2))
+    assert conf == pytest.approx((0.9, 0.6))
+    assert token_confidences_ref(lp, (1, 2), (0, 2), length=3) == pytest.approx((0.9, 0.5))
+    assert token_confidences_ref(lp, (), ()) == ()
+    with pytest.raises(ValueError, match="^frames"):
+        token_confidences_ref(lp, (1, 2), (2, 1))
+    with pytest.raises(ValueError, match="^frames"):
+        token_confidences_ref(lp, (1,), (0, 1))

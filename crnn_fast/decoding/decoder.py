@@ -1,0 +1,427 @@
+"""CTCDecoder: greedy, beam search, lexicon (trie or nearest word) and character-LM decoding of CTC output."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+import crnn_fast.ops.ctc_beam_search as _beam_op
+
+from .._checks import check_lengths, check_log_probs
+from ..reference.ctc import LexiconTrie, _check_int, _check_real, ctc_greedy_ref
+from .lexicon import encode_lexicon
+from .lm import BoundLM, CharNgramLM
+
+LEXICON_MODES = ("trie", "nearest")
+
+
+class CTCHypothesis(NamedTuple):
+    """One decoded hypothesis.
+
+    text: the decoded string. tokens: its class ids.
+    score: acoustic_score + lm_score, what the decoder ranks by.
+    acoustic_score: log P(text | log_probs) over the alignments the search kept (greedy: the best path's
+        log-probability; lexicon_mode="nearest": the exact CTC log-probability of the word).
+    lm_score: the sum over the characters of lm_weight * ln P_lm(char | <s> + text before it) +
+        insertion_bonus (0 when neither is used).
+    confidences: per character, its highest probability from its emission frame up to the next character's.
+    frames: per character, the frame at which it is emitted.
+    """
+
+    text: str
+    tokens: tuple[int, ...]
+    score: float
+    acoustic_score: float
+    lm_score: float
+    confidences: tuple[float, ...]
+    frames: tuple[int, ...]
+
+
+class CTCDecoder:
+    """Decodes CTC log-probabilities into text: greedy, prefix beam search, lexicon, character n-gram LM.
+
+    charset: a crnn_fast.data.Charset (or a str of its characters): the model's C classes are the blank
+        plus these characters in order, the blank at class `blank` (0, the Charset layout, or any other
+        position: the characters then fill the remaining classes in order).
+    beam_width: the beam; 1 without lexicon, LM and insertion bonus is best-path (greedy) decoding.
+    top_k: extend prefixes only by the top_k classes of each frame (None: all).
+    beam_threshold: drop prefixes scoring more than this below the best (None: no threshold).
+    blank_skip_threshold: frames whose blank probability is at least this (in (0, 1]) extend no prefix.
+    lexicon: words (an iterable of str, or a pathlib.Path to a file with one word per line).
+        lexicon_mode="trie" (default): a hard constraint on the beam search: every output word is in the
+        lexicon; when the charset has a space, an output is lexicon words joined by single spaces (words
+        must not contain a space), otherwise exactly one word.
+        lexicon_mode="nearest" (the CRNN paper's mode for small lexicons): every entry (spaces allowed) is
+        scored by its exact CTC log-probability (plus the LM terms) and the best ones are returned.
+    lm: a CharNgramLM, or the path of an ARPA file (CharNgramLM.load), applied by shallow fusion:
+        score = acoustic + lm_weight * ln P_lm + insertion_bonus per character. lm_weight=0 ignores it.
+        End of sentence is not scored.
+    nbest: hypotheses returned per item (at most beam_width; fewer when a lexicon leaves fewer).
+    backend: "auto" | "cpu" | "cuda" | "ref" (see crnn_fast.ops.ctc_beam_search.resolve_backend).
+
+    decode(log_probs, lengths) expects log-probabilities (log_softmax output), not logits.
+    """
+
+    def __init__(self, charset, blank: int = 0, beam_width: int = 10, top_k: int | None = None,
+                 beam_threshold: float | None = None, lexicon=None, lm=None, lm_weight: float = 0.0,
+                 insertion_bonus: float = 0.0, nbest: int = 1, blank_skip_threshold: float | None = None,
+                 backend: str = "auto", lexicon_mode: str = "trie") -> None:
+        from ..data.charset import Charset
+
+        if isinstance(charset, str):
+            charset = Charset(charset)
+        if not isinstance(charset, Charset):
+            raise TypeError(f"charset must be a crnn_fast.data.Charset or a str of characters, "
+                            f"got {type(charset).__name__}")
+        self.charset = charset
+        num_classes = charset.num_classes
+        if isinstance(blank, bool) or not isinstance(blank, int):
+            raise TypeError(f"blank must be an int, got {type(blank).__name__}")
+        if not 0 <= blank < num_classes:
+            raise ValueError(f"blank must be in [0, {num_classes}) for a charset of {num_classes - 1} characters, "
+                             f"got {blank}")
+        self.blank = blank
+        chars = list(charset.characters)
+        self.labels: list[str | None] = chars[:blank] + [None] + chars[blank:]
+        self._ids = {c: i for i, c in enumerate(self.labels) if c is not None}
+        self.num_classes = num_classes
+
+        self.beam_width = _check_int(beam_width, "beam_width", low=1)
+        self.nbest = _check_int(nbest, "nbest", low=1)
+        self.top_k = None if top_k is None else _check_int(top_k, "top_k", low=1)
+        self.beam_threshold = None
+        if beam_threshold is not None:
+            self.beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
+            if self.beam_threshold < 0:
+                raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
+        self.blank_skip_threshold = None
+        if blank_skip_threshold is not None:
+            self.blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
+            if not 0.0 < self.blank_skip_threshold <= 1.0:
+                raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
+        self.lm_weight = _check_real(lm_weight, "lm_weight")
+        if self.lm_weight < 0:
+            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+        self.insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
+        if backend not in _beam_op.CTC_BEAM_SEARCH_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, _beam_op.CTC_BEAM_SEARCH_BACKENDS))}, "
+                             f"got {backend!r}")
+        self.backend = backend
+        if lexicon_mode not in LEXICON_MODES:
+            raise ValueError(f"lexicon_mode must be one of {', '.join(map(repr, LEXICON_MODES))}, "
+                             f"got {lexicon_mode!r}")
+        self.lexicon_mode = lexicon_mode
+
+        self.lm: CharNgramLM | None = None
+        self._bound_lm: BoundLM | None = None
+        if lm is not None:
+            if isinstance(lm, (str, os.PathLike)):
+                lm = CharNgramLM.load(lm)
+            if not isinstance(lm, CharNgramLM):
+                raise TypeError(f"lm must be a CharNgramLM or the path of an ARPA file, got {type(lm).__name__}")
+            self.lm = lm
+            self._bound_lm = lm.bind(self.labels)
+
+        self.word_separator: int | None = None
+        self._trie: LexiconTrie | None = None
+        self._words: list[tuple[int, ...]] | None = None
+        if lexicon is not None:
+            if lexicon_mode == "trie":
+                space = " " if " " in self._ids else None
+                self._words = encode_lexicon(lexicon, self._ids, separator=space)
+                self._trie = LexiconTrie(self._words)
+                self.word_separator = self._ids[" "] if space else None
+            else:
+                self._words = encode_lexicon(lexicon, self._ids)
+                self._nearest = _NearestLexicon(self._words, self.labels, self._bound_lm, self.lm_weight,
+                                                self.insertion_bonus)
+
+    # -- decoding ---------------------------------------------------------------------------------------
+
+    @property
+    def uses_lm(self) -> bool:
+        return self._bound_lm is not None and self.lm_weight != 0.0
+
+    @property
+    def is_greedy(self) -> bool:
+        """Whether decode() is best-path decoding: beam_width 1, no lexicon, no LM, no insertion bonus."""
+        return (self.beam_width == 1 and self._words is None and not self.uses_lm
+                and self.insertion_bonus == 0.0)
+
+    def decode(self, log_probs: torch.Tensor, lengths=None) -> list[list[CTCHypothesis]]:
+        """Decode a batch.
+
+        log_probs: (B, T, C) log-probabilities (log_softmax over the classes; logits are rejected), any float
+            dtype, on any device; C must be the charset's number of classes.
+        lengths: (B,) valid frames per item (default T).
+        Returns B lists of at most nbest CTCHypothesis, best first (an empty list when a lexicon admits no
+        hypothesis for that item).
+        """
+        _beam_op.check_log_probs_shape(log_probs)
+        B, T, C = log_probs.shape
+        if C != self.num_classes:
+            raise ValueError(f"log_probs has C={C} classes but the charset has {self.num_classes - 1} characters "
+                             f"+ blank = {self.num_classes}")
+        lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
+        _check_normalised(log_probs, lengths)
+        if self._words is not None and self.lexicon_mode == "nearest":
+            check_log_probs(log_probs)  # F.ctc_loss would carry a NaN through silently
+            return self._nearest.decode(log_probs, lengths, self.blank, self.nbest, self._make)
+        if self.is_greedy:
+            return self._decode_greedy(log_probs, lengths)
+        out = _beam_op.ctc_beam_search(
+            log_probs, lengths, blank=self.blank, beam_width=self.beam_width, top_k=self.top_k,
+            beam_threshold=self.beam_threshold, blank_skip_threshold=self.blank_skip_threshold,
+            lexicon=self._trie, word_separator=self.word_separator,
+            lm=self._bound_lm if self.uses_lm else None, lm_weight=self.lm_weight if self.uses_lm else 0.0,
+            insertion_bonus=self.insertion_bonus, nbest=self.nbest, backend=self.backend)
+        return self._from_tensors(out.tokens, out.token_lengths, out.token_frames, out.token_confidences,
+                                  out.scores, out.acoustic_scores, out.lm_scores)
+
+    __call__ = decode
+
+    def _make(self, tokens, score, acoustic, lm_score, confidences, frames) -> CTCHypothesis:
+        labels = self.labels
+        return CTCHypothesis("".join([labels[t] for t in tokens]), tuple(tokens), score, acoustic, lm_score,
+                             tuple(confidences), tuple(frames))
+
+    def _from_tensors(self, tokens, token_lengths, frames, confidences, scores, acoustic, lm_scores):
+        tokens, frames, confidences = tokens.cpu().tolist(), frames.cpu().tolist(), confidences.cpu().tolist()
+        token_lengths = token_lengths.cpu().tolist()
+        scores, acoustic, lm_scores = scores.cpu().tolist(), acoustic.cpu().tolist(), lm_scores.cpu().tolist()
+        results = []
+        for b in range(len(tokens)):
+            hyps = []
+            for n, L in enumerate(token_lengths[b]):
+                if L < 0:
+                    break
+                hyps.append(self._make(tokens[b][n][:L], scores[b][n], acoustic[b][n], lm_scores[b][n],
+                                       confidences[b][n][:L], frames[b][n][:L]))
+            results.append(hyps)
+        return results
+
+    def _decode_greedy(self, log_probs, lengths):
+        chosen = _beam_op.resolve_greedy_backend(self.backend, log_probs.device)
+        if chosen == "ref":
+            check_log_probs(log_probs)
+            out = ctc_greedy_ref(log_probs, lengths, self.blank)
+        else:
+            # The kernel checks for NaN/+inf as it reads: skip crnn_fast.ctc_greedy's separate scan.
+            device = torch.device("cpu") if chosen == "cpu" else log_probs.device
+            try:
+                out = torch.ops.crnn_fast.ctc_greedy(log_probs.to(device), lengths.to(device), self.blank)
+            except RuntimeError as exc:
+                if str(exc).startswith(_beam_op._NON_FINITE):
+                    raise ValueError(str(exc).splitlines()[0]) from None
+                raise
+        tokens, counts, frames = out[0].cpu(), out[1].cpu(), out[2].cpu()
+        conf = segment_confidences(log_probs.detach().cpu(), tokens, frames, lengths)
+        path = out[4].cpu().double()
+        zeros = torch.zeros_like(path)
+        return self._from_tensors(tokens.unsqueeze(1), counts.unsqueeze(1), frames.unsqueeze(1), conf.unsqueeze(1),
+                                  path.unsqueeze(1), path.unsqueeze(1), zeros.unsqueeze(1))
+
+    def __repr__(self) -> str:
+        parts = [f"classes={self.num_classes}", f"blank={self.blank}", f"beam_width={self.beam_width}"]
+        if self._words is not None:
+            parts.append(f"lexicon={len(self._words)} words ({self.lexicon_mode})")
+        if self.lm is not None:
+            parts.append(f"lm={self.lm!r}, lm_weight={self.lm_weight}")
+        return f"CTCDecoder({', '.join(parts)})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _check_normalised(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
+    """Cheap check that log_probs holds log-probabilities: frame 0 of each non-empty item sums to 1."""
+    items = torch.nonzero(lengths > 0).flatten()
+    if items.numel() == 0:
+        return
+    first = log_probs[items.to(log_probs.device), 0].detach().double()
+    if not bool((first < math.inf).all()):
+        raise ValueError("log_probs must not contain NaN or +inf")
+    lse = torch.logsumexp(first, dim=-1).cpu()
+    tol = 1e-3 if log_probs.dtype in (torch.float32, torch.float64) else 3e-2
+    bad = torch.nonzero(~(lse.abs() <= tol)).flatten()
+    if bad.numel():
+        b = int(items[bad[0]])
+        raise ValueError(f"log_probs must be log-probabilities (log_softmax over the classes), but frame 0 of item "
+                         f"{b} has logsumexp {float(lse[bad[0]]):.4g} instead of 0; pass logits.log_softmax(-1)")
+
+
+def segment_confidences(log_probs: torch.Tensor, tokens: torch.Tensor, frames: torch.Tensor,
+                        lengths: torch.Tensor) -> torch.Tensor:
+    """Per-token confidence: token i's highest probability over frames [frames[i], frames[i + 1]) (the last
+    token's up to lengths[b]).
+
+    log_probs: (B, T, C); tokens, frames: (B, L) padded with -1 (frames increasing); lengths: (B,).
+    Returns (B, L) float32, 0 where tokens is padding.
+    """
+    B, T, _ = log_probs.shape
+    L = tokens.shape[1]
+    if L == 0 or T == 0:
+        return torch.zeros((B, L), dtype=torch.float32)
+    valid = tokens >= 0
+    starts = torch.zeros((B, T + 1), dtype=torch.int64)
+    starts.scatter_add_(1, torch.where(valid, frames, T), valid.long())
+    index = starts[:, :T].cumsum(1) - 1  # (B, T): the token whose span frame t is in, -1 before the first
+    tok_at = tokens.gather(1, index.clamp(min=0)).clamp(min=0)
+    vals = log_probs.gather(2, tok_at.unsqueeze(-1)).squeeze(-1).double()
+    inside = (index >= 0) & (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1))
+    vals = torch.where(inside, vals, torch.tensor(-math.inf, dtype=torch.float64))
+    best = torch.full((B, L + 1), -math.inf, dtype=torch.float64)
+    best.scatter_reduce_(1, torch.where(inside, index, L), vals, reduce="amax")
+    return torch.where(valid, best[:, :L].exp(), torch.zeros((), dtype=torch.float64)).float()
+
+
+class _NearestLexicon:
+    """The CRNN paper's lexicon mode: score every entry by its exact CTC log-probability, keep the best."""
+
+    # Bound on the (pairs x frames x columns) float64 working set of one F.ctc_loss call.
+    _CHUNK_ELEMENTS = 8_000_000
+
+    def __init__(self, words: list[tuple[int, ...]], labels, bound_lm: BoundLM | None, lm_weight: float,
+                 bonus: float) -> None:
+        self.words = words
+        W = len(words)
+        S = max(len(w) for w in words)
+        # CTC only reads the blank's and the word's own columns: each word gets a compact class space, column
+        # 0 the blank and 1..U its distinct characters (equal characters share a column, so repeats still
+        # need a blank in between).
+        uniq = [sorted(set(w)) for w in words]
+        U = max(len(u) for u in uniq)
+        self.columns = torch.zeros((W, U + 1), dtype=torch.int64)  # class id per compact column
+        self.targets = torch.zeros((W, S), dtype=torch.int64)
+        for i, (w, u) in enumerate(zip(words, uniq)):
+            pos = {c: j + 1 for j, c in enumerate(u)}
+            self.columns[i, 1:len(u) + 1] = torch.tensor(u)
+            self.targets[i, :len(w)] = torch.tensor([pos[c] for c in w])
+        self.target_lengths = torch.tensor([len(w) for w in words], dtype=torch.int64)
+        use_lm = bound_lm is not None and lm_weight != 0.0
+        self.lm_scores = torch.tensor(
+            [sum((lm_weight * bound_lm(w[:i], c) if use_lm else 0.0) + bonus for i, c in enumerate(w))
+             for w in words], dtype=torch.float64)
+        # Ties go to the lower token sequence: rank the words once.
+        order = sorted(range(W), key=lambda i: words[i])
+        self.by_tokens = torch.tensor(order, dtype=torch.int64)
+
+    def scores(self, log_probs: torch.Tensor, lengths: torch.Tensor, blank: int) -> torch.Tensor:
+        """(B, W) float64 log P(word | log_probs[b]) by the CTC forward algorithm (F.ctc_loss)."""
+        lp = log_probs.detach().to("cpu", torch.float64)
+        B, T, _ = lp.shape
+        W, U1 = self.columns.shape
+        cols = self.columns.clone()
+        cols[:, 0] = blank
+        out = torch.full((B, W), -math.inf, dtype=torch.float64)
+        items = torch.nonzero(lengths > 0).flatten().tolist()  # words are non-empty: no frames, no word
+        if not items:
+            return out
+        pairs_per_call = max(1, self._CHUNK_ELEMENTS // (T * U1))
+        wstep = min(W, pairs_per_call)
+        bstep = max(1, pairs_per_call // W) if wstep == W else 1
+        for i0 in range(0, len(items), bstep):
+            idx = torch.tensor(items[i0:i0 + bstep])
+            for w0 in range(0, W, wstep):
+                w1 = min(W, w0 + wstep)
+                nb, nw = len(idx), w1 - w0
+                # (nb, T, nw, U1) -> (T, nb * nw, U1)
+                small = lp[idx][:, :, cols[w0:w1]].permute(1, 0, 2, 3).reshape(T, nb * nw, U1)
+                loss = F.ctc_loss(small, self.targets[w0:w1].repeat(nb, 1), lengths[idx].repeat_interleave(nw),
+                                  self.target_lengths[w0:w1].repeat(nb), blank=0, reduction="none",
+                                  zero_infinity=False)
+                out[idx.unsqueeze(1), torch.arange(w0, w1).unsqueeze(0)] = -loss.view(nb, nw)
+        return out
+
+    def decode(self, log_probs, lengths, blank, nbest, make):
+        acoustic = self.scores(log_probs, lengths, blank)
+        total = acoustic + self.lm_scores
+        # Stable sort of the token-ordered words by score: ties keep the token order.
+        ranked = total[:, self.by_tokens]
+        order = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :nbest]
+        chosen = self.by_tokens[order]  # (B, nbest) word indices
+        B = total.shape[0]
+        picks = []  # (item, word) pairs with a finite score
+        for b in range(B):
+            for w in chosen[b].tolist():
+                if math.isfinite(float(total[b, w])):
+                    picks.append((b, w))
+        frames = _viterbi_frames(log_probs, lengths, blank, [self.words[w] for _, w in picks],
+                                 [b for b, _ in picks])
+        results: list[list] = [[] for _ in range(B)]
+        if picks:
+            S = max(1, max(len(self.words[w]) for _, w in picks))
+            tok = torch.full((len(picks), S), -1, dtype=torch.int64)
+            for i, (_, w) in enumerate(picks):
+                tok[i, :len(self.words[w])] = torch.tensor(self.words[w])
+            items = torch.tensor([b for b, _ in picks])
+            conf = segment_confidences(log_probs.detach().cpu()[items], tok, frames, lengths[items]).tolist()
+            frames_l = frames.tolist()
+            for i, (b, w) in enumerate(picks):
+                L = len(self.words[w])
+                results[b].append(make(self.words[w], float(total[b, w]), float(acoustic[b, w]),
+                                       float(self.lm_scores[w]), conf[i][:L], frames_l[i][:L]))
+        return results
+
+
+def _viterbi_frames(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int, labels: Sequence[tuple[int, ...]],
+                    items: Sequence[int]) -> torch.Tensor:
+    """Emission frame of each label token along its best CTC alignment (batched Viterbi).
+
+    labels[i] is aligned to log_probs[items[i], :lengths[items[i]]] (it must have a finite score).
+    Returns (N, max label length) int64 padded with -1.
+    """
+    N = len(labels)
+    S = max((len(x) for x in labels), default=0)
+    if N == 0 or S == 0:
+        return torch.full((N, max(S, 1)), -1, dtype=torch.int64)
+    lp = log_probs.detach().to("cpu", torch.float64)[torch.tensor(items)]  # (N, T, C)
+    T = lp.shape[1]
+    lens = lengths[torch.tensor(items)]
+    L = torch.tensor([len(x) for x in labels])
+    ext = torch.full((N, 2 * S + 1), blank, dtype=torch.int64)
+    for i, lab in enumerate(labels):
+        ext[i, 1:2 * len(lab):2] = torch.tensor(lab)
+    n_states = 2 * L + 1
+    state_ids = torch.arange(2 * S + 1)
+    valid_state = state_ids.unsqueeze(0) < n_states.unsqueeze(1)
+    can_skip = torch.zeros_like(ext, dtype=torch.bool)
+    can_skip[:, 3::2] = ext[:, 3::2] != ext[:, 1:-2:2]
+    emit = lp.gather(2, ext.unsqueeze(1).expand(N, T, 2 * S + 1))  # (N, T, states)
+    neg = torch.tensor(-math.inf, dtype=torch.float64)
+    alpha = torch.full((N, 2 * S + 1), -math.inf, dtype=torch.float64)
+    alpha[:, 0] = emit[:, 0, 0]
+    alpha[:, 1] = torch.where(L > 0, emit[:, 0, 1], neg)
+    back = torch.zeros((T, N, 2 * S + 1), dtype=torch.int8)
+    for t in range(1, T):
+        stay = alpha
+        prev = torch.cat([alpha.new_full((N, 1), -math.inf), alpha[:, :-1]], dim=1)
+        skip = torch.where(can_skip, torch.cat([alpha.new_full((N, 2), -math.inf), alpha[:, :-2]], dim=1), neg)
+        cand = torch.stack([stay, prev, skip], dim=0)
+        best, arg = cand.max(dim=0)
+        new = torch.where(valid_state, best + emit[:, t], neg)
+        active = (t < lens).unsqueeze(1)
+        alpha = torch.where(active, new, alpha)
+        back[t] = torch.where(active, arg, torch.zeros_like(arg)).to(torch.int8)
+    # End on the last label or the blank after it.
+    last = 2 * L - 1
+    end_label = alpha.gather(1, last.clamp(min=0).unsqueeze(1)).squeeze(1)
+    end_blank = alpha.gather(1, (2 * L).unsqueeze(1)).squeeze(1)
+    state = torch.where(end_label >= end_blank, last, 2 * L)
+    frames = torch.full((N, S), -1, dtype=torch.int64)
+    rows = torch.arange(N)
+    for t in range(T - 1, -1, -1):
+        on = t < lens
+        is_label = on & (state % 2 == 1)
+        k = (state - 1) // 2
+        frames[rows[is_label], k[is_label]] = t  # overwritten down to the first frame of the label's run
+        step = back[t, rows, state].long()
+        state = torch.where(on & (t > 0), state - step, state)
+    return frames

@@ -1,0 +1,94 @@
+"""Lexicons for CTC decoding: word lists encoded with the model's labels and compiled to a flat trie.
+
+The trie tensors are what crnn_fast::ctc_beam_search walks (S nodes, E edges; node 0 is the root):
+    offsets: (S + 1,) int64, the edges of node s are offsets[s] .. offsets[s + 1] - 1;
+    labels: (E,) int64, the token of each edge, ascending within a node (the kernel binary-searches them);
+    children: (E,) int64, the node each edge leads to;
+    is_word: (S,) bool, whether the path to the node spells a complete word (never the root).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import torch
+
+from ..reference.ctc import LexiconTrie
+
+
+class TrieTensors(NamedTuple):
+    offsets: torch.Tensor
+    labels: torch.Tensor
+    children: torch.Tensor
+    is_word: torch.Tensor
+
+
+def read_word_list(path) -> list[str]:
+    """The words of a text file, one per line (surrounding whitespace stripped, empty lines skipped)."""
+    with open(os.fspath(path), encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def encode_lexicon(words, ids: dict[str, int], *, separator: str | None = None,
+                   name: str = "lexicon") -> list[tuple[int, ...]]:
+    """Encode words (strings) with the class ids of their characters, dropping duplicates, keeping order.
+
+    words: an iterable of str, or a path (pathlib.Path / os.PathLike) to a file with one word per line.
+    ids: character -> class id. separator: a character words must not contain (the word separator).
+    Raises TypeError/ValueError naming `name` for an empty lexicon, an empty word, a word with a character
+    outside `ids`, or one holding the separator.
+    """
+    if isinstance(words, os.PathLike):
+        words = read_word_list(words)
+    elif isinstance(words, (str, bytes)):
+        raise TypeError(f"{name} must be an iterable of words (str) or a pathlib.Path to a word list, got a "
+                        f"single {type(words).__name__}; pass [word] or Path(file)")
+    elif not isinstance(words, Iterable):
+        raise TypeError(f"{name} must be an iterable of words (str), got {type(words).__name__}")
+    out: list[tuple[int, ...]] = []
+    seen: set[tuple[int, ...]] = set()
+    for i, word in enumerate(words):
+        if not isinstance(word, str):
+            raise TypeError(f"{name} word {i} must be a str, got {type(word).__name__}")
+        if not word:
+            raise ValueError(f"{name} word {i} is empty; words need at least one character")
+        if separator is not None and separator in word:
+            raise ValueError(f"{name} word {i} ({word!r}) contains the word separator {separator!r}; list the "
+                             f"words one by one (a text line is lexicon words joined by single separators)")
+        missing = sorted({c for c in word if c not in ids})
+        if missing:
+            raise ValueError(f"{name} word {i} ({word!r}) has characters outside the charset: "
+                             f"{', '.join(map(repr, missing))}")
+        enc = tuple(ids[c] for c in word)
+        if enc not in seen:
+            seen.add(enc)
+            out.append(enc)
+    if not out:
+        raise ValueError(f"{name} is empty; pass at least one word")
+    return out
+
+
+def compile_trie(words: Iterable[tuple[int, ...]] | LexiconTrie) -> TrieTensors:
+    """The flat trie of token-id words (breadth-first node order, children by ascending token)."""
+    if not isinstance(words, LexiconTrie):
+        words = LexiconTrie(words)
+    # Breadth-first over the reference trie's nodes.
+    root = words._root
+    nodes = [root]
+    offsets = [0]
+    labels: list[int] = []
+    children: list[int] = []
+    i = 0
+    while i < len(nodes):
+        node = nodes[i]
+        for tok in sorted(node.children):
+            labels.append(tok)
+            children.append(len(nodes))
+            nodes.append(node.children[tok])
+        offsets.append(len(labels))
+        i += 1
+    return TrieTensors(torch.tensor(offsets, dtype=torch.int64), torch.tensor(labels, dtype=torch.int64),
+                       torch.tensor(children, dtype=torch.int64),
+                       torch.tensor([n.is_word for n in nodes], dtype=torch.bool))

@@ -1,0 +1,278 @@
+"""CTC prefix beam search: the python face of crnn_fast::ctc_beam_search (fake impl, inputs, backend choice).
+
+The kernel (csrc/cpu/ctc_beam_search.cpp) reproduces crnn_fast.reference.ctc.ctc_beam_search_ref: same
+n-best lists, scores equal in float64. The CUDA kernel (same schema, csrc/cuda/ctc_beam_search_*) registers under
+the CUDA dispatch key; backend="auto" uses it only once it is in crnn_fast._ext.GPU_VALIDATED, and until then
+decodes CUDA tensors with the CPU kernel (one device-to-host copy).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import weakref
+from typing import NamedTuple
+
+import torch
+
+from .._checks import FLOAT_DTYPES, check_blank, check_lengths, check_log_probs, check_tensor
+from .._ext import BUILD_HINT, HAS_EXTENSION, auto_kernel, has_kernel, require_extension
+from ..decoding.lexicon import TrieTensors, compile_trie
+from ..decoding.lm import BoundLM
+from ..reference.ctc import (
+    LexiconTrie,
+    _check_int,
+    _check_real,
+    ctc_beam_search_ref,
+    token_confidences_ref,
+)
+
+CTC_BEAM_SEARCH_BACKENDS = ("auto", "cpu", "cuda", "ref")
+
+
+class BeamSearchOutput(NamedTuple):
+    """N-best lists of a batch as padded tensors (N = nbest), on log_probs' device.
+
+    tokens: (B, N, T) int64, the class ids of hypothesis n of item b left-aligned, padded with -1.
+    token_lengths: (B, N) int64, how many entries of tokens[b, n] are real; -1 where item b has fewer
+        than n + 1 hypotheses (a lexicon can leave none).
+    token_frames: (B, N, T) int64, the frame at which each token was emitted, padded with -1.
+    token_confidences: (B, N, T) float32, each token's highest probability from its frame up to the next
+        token's frame, padded with 0.
+    scores, acoustic_scores, lm_scores: (B, N) float64, -inf where there is no hypothesis.
+    """
+
+    tokens: torch.Tensor
+    token_lengths: torch.Tensor
+    token_frames: torch.Tensor
+    token_confidences: torch.Tensor
+    scores: torch.Tensor
+    acoustic_scores: torch.Tensor
+    lm_scores: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fake (meta) implementation
+# ---------------------------------------------------------------------------------------------------------
+
+if HAS_EXTENSION:
+
+    @torch.library.register_fake("crnn_fast::ctc_beam_search")
+    def _ctc_beam_search_fake(log_probs, lengths, blank, beam_width, nbest, top_k, beam_threshold,
+                              blank_skip_threshold, trie_offsets, trie_labels, trie_children, trie_is_word,
+                              word_separator, lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map, lm_order,
+                              lm_bos,
+                              lm_weight, insertion_bonus):
+        B, T, _ = log_probs.shape
+        ids = log_probs.new_empty((B, nbest, T), dtype=torch.int64)
+        return (ids, log_probs.new_empty((B, nbest), dtype=torch.int64), torch.empty_like(ids),
+                log_probs.new_empty((B, nbest, T), dtype=torch.float32),
+                log_probs.new_empty((B, nbest), dtype=torch.float64),
+                log_probs.new_empty((B, nbest), dtype=torch.float64),
+                log_probs.new_empty((B, nbest), dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# backend choice
+# ---------------------------------------------------------------------------------------------------------
+
+_warned_missing_extension = False
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The kernel that runs: "cpu", "cuda" or "ref". Raises for an unknown name or a missing kernel."""
+    global _warned_missing_extension
+    if backend not in CTC_BEAM_SEARCH_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, CTC_BEAM_SEARCH_BACKENDS))}, "
+                         f"got {backend!r}")
+    if backend == "ref":
+        return backend
+    if backend == "auto":
+        if auto_kernel("ctc_beam_search", device.type):
+            return device.type
+        if has_kernel("ctc_beam_search", "cpu"):
+            return "cpu"  # a CUDA tensor and no CUDA kernel: decode on the host
+        if not HAS_EXTENSION and not _warned_missing_extension:
+            warnings.warn(f"crnn_fast._C is not built, so CTC beam search runs the slow eager reference; "
+                          f"{BUILD_HINT}", RuntimeWarning, stacklevel=3)
+            _warned_missing_extension = True
+        return "ref"
+    require_extension("ctc_beam_search")
+    if backend == "cuda":
+        if device.type != "cuda":
+            raise ValueError(f"backend='cuda' needs log_probs on a CUDA device, got {device}")
+        if not has_kernel("ctc_beam_search", "cuda"):
+            raise RuntimeError("crnn_fast._C has no CUDA kernel for ctc_beam_search; use backend='cpu' or 'auto' "
+                               "(decodes on the host), or rebuild with a CUDA build of torch and nvcc on PATH "
+                               "(CRNN_FAST_BUILD_CUDA=1) once the CUDA beam search exists")
+    return backend
+
+
+def resolve_greedy_backend(backend: str, device: torch.device) -> str:
+    """resolve_backend's choice for crnn_fast::ctc_greedy (the decoder's beam_width=1 path)."""
+    if backend not in CTC_BEAM_SEARCH_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, CTC_BEAM_SEARCH_BACKENDS))}, "
+                         f"got {backend!r}")
+    if backend == "ref":
+        return backend
+    if backend == "auto":
+        if auto_kernel("ctc_greedy", device.type):
+            return device.type
+        return "cpu" if has_kernel("ctc_greedy", "cpu") else "ref"
+    require_extension("ctc_greedy")
+    if backend == "cuda":
+        if device.type != "cuda":
+            raise ValueError(f"backend='cuda' needs log_probs on a CUDA device, got {device}")
+        if not has_kernel("ctc_greedy", "cuda"):
+            raise RuntimeError("crnn_fast._C was built without CUDA kernels; rebuild it with a CUDA build of torch "
+                               "and nvcc on PATH (CRNN_FAST_BUILD_CUDA=1)")
+    return backend
+
+
+# ---------------------------------------------------------------------------------------------------------
+# public function
+# ---------------------------------------------------------------------------------------------------------
+
+_TRIE_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _trie_of(lexicon) -> LexiconTrie:
+    return lexicon if isinstance(lexicon, LexiconTrie) else LexiconTrie(lexicon)
+
+
+def _trie_tensors(trie: LexiconTrie) -> TrieTensors:
+    tensors = _TRIE_CACHE.get(trie)
+    if tensors is None:
+        tensors = _TRIE_CACHE[trie] = compile_trie(trie)
+    return tensors
+
+
+def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_width: int = 10,
+                    top_k: int | None = None, beam_threshold: float | None = None,
+                    blank_skip_threshold: float | None = None, lexicon=None, word_separator: int | None = None,
+                    lm: BoundLM | None = None, lm_weight: float = 0.0, insertion_bonus: float = 0.0,
+                    nbest: int = 1, backend: str = "auto") -> BeamSearchOutput:
+    """CTC prefix beam search over a batch, with optional lexicon constraint and character n-gram LM.
+
+    log_probs: (B, T, C) log-probabilities (log_softmax output), float16/bfloat16/float32/float64; NaN and
+        +inf are rejected, -inf is probability zero.
+    lengths: (B,) valid frames per sequence (default T).
+    lexicon: a LexiconTrie or an iterable of words (sequences of class ids); word_separator: a class id that
+        joins lexicon words (see ctc_beam_search_ref).
+    lm: a BoundLM (CharNgramLM.bind(labels)), used when lm_weight > 0.
+    The other arguments, and the exact semantics, are those of crnn_fast.reference.ctc.ctc_beam_search_ref,
+    plus blank_skip_threshold in (0, 1]: frames whose blank probability is at least that extend no prefix.
+    backend: "auto" (the compiled kernel of log_probs' device, else the CPU kernel), "cpu", "cuda", "ref".
+    """
+    check_log_probs_shape(log_probs)
+    B, T, C = log_probs.shape
+    lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
+    blank = check_blank(blank, C)
+    beam_width = _check_int(beam_width, "beam_width", low=1)
+    nbest = _check_int(nbest, "nbest", low=1)
+    if top_k is not None:
+        top_k = _check_int(top_k, "top_k", low=1)
+    if beam_threshold is not None:
+        beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
+        if beam_threshold < 0:
+            raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
+    if blank_skip_threshold is not None:
+        blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
+        if not 0.0 < blank_skip_threshold <= 1.0:
+            raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
+    lm_weight = _check_real(lm_weight, "lm_weight")
+    if lm_weight < 0:
+        raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+    insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
+    if lm is not None and not isinstance(lm, BoundLM):
+        raise TypeError(f"lm must be a BoundLM (CharNgramLM.bind(labels)), got {type(lm).__name__}")
+    if lm is not None and len(lm.labels) != C:
+        raise ValueError(f"lm is bound to {len(lm.labels)} classes, log_probs has C={C}")
+    chosen = resolve_backend(backend, log_probs.device)
+    trie = _trie_of(lexicon) if lexicon is not None else None
+
+    if chosen == "ref":
+        check_log_probs(log_probs)
+        # The reference validates lexicon and word_separator itself, with the same messages.
+        hyps = ctc_beam_search_ref(log_probs, lengths, blank=blank, beam_width=beam_width, top_k=top_k,
+                                   beam_threshold=beam_threshold, lexicon=trie, word_separator=word_separator,
+                                   lm=lm, lm_weight=lm_weight, insertion_bonus=insertion_bonus, nbest=nbest,
+                                   blank_skip_threshold=blank_skip_threshold)
+        return _pack(hyps, log_probs, lengths, nbest)
+
+    if word_separator is not None:
+        word_separator = _check_int(word_separator, "word_separator")
+        if not 0 <= word_separator < C:
+            raise ValueError(f"word_separator must be in [0, {C}), got {word_separator}")
+        if word_separator == blank:
+            raise ValueError(f"word_separator must differ from blank ({blank})")
+        if trie is None:
+            raise ValueError("word_separator requires a lexicon")
+    trie_args = (None, None, None, None)
+    if trie is not None:
+        bad = sorted(t for t in trie.token_ids if not 0 <= t < C)
+        if bad:
+            raise ValueError(f"lexicon holds token ids outside [0, {C}): {bad}")
+        if blank in trie.token_ids:
+            raise ValueError(f"lexicon words must not contain the blank id {blank}")
+        if word_separator is not None and word_separator in trie.token_ids:
+            raise ValueError(f"lexicon words must not contain the word_separator id {word_separator}")
+        trie_args = tuple(_trie_tensors(trie))
+    lm_args: tuple = (None, None, None, None, None, 1, -1)
+    if lm is not None:
+        t = lm.tensors
+        lm_args = (t.keys, t.values, t.buckets, t.filter, t.token_map, t.order, t.bos)
+
+    device = torch.device("cpu") if chosen == "cpu" else log_probs.device
+    trie_args = tuple(x.to(device) if x is not None else None for x in trie_args)
+    lm_args = tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in lm_args)
+    try:
+        out = torch.ops.crnn_fast.ctc_beam_search(
+            log_probs.to(device), lengths.to(device), blank, beam_width, nbest, top_k,
+            None if beam_threshold is None or math.isinf(beam_threshold) else beam_threshold, blank_skip_threshold,
+            *trie_args, word_separator, *lm_args, lm_weight, insertion_bonus)
+    except RuntimeError as exc:
+        # The kernel checks the values as it reads them (a separate scan would cost as much as a search):
+        # report non-finite input as the ValueError every other entry point raises.
+        if str(exc).startswith(_NON_FINITE):
+            raise ValueError(str(exc).splitlines()[0]) from None
+        raise
+    return BeamSearchOutput(*(x.to(log_probs.device) for x in out))
+
+
+_NON_FINITE = "log_probs must not contain NaN or +inf"
+
+
+def check_log_probs_shape(log_probs) -> None:
+    """check_log_probs without the scan of the values (the compiled kernels check those as they read)."""
+    check_tensor(log_probs, "log_probs", dim=3, dtypes=FLOAT_DTYPES)
+    B, _, C = log_probs.shape
+    if B == 0:
+        raise ValueError("log_probs is an empty batch (B=0); pass at least one sequence")
+    if C == 0:
+        raise ValueError("log_probs has no classes (C=0)")
+
+
+def _pack(hyps, log_probs: torch.Tensor, lengths: torch.Tensor, nbest: int) -> BeamSearchOutput:
+    """The reference's Hypothesis lists as BeamSearchOutput tensors."""
+    B, T, _ = log_probs.shape
+    tokens = torch.full((B, nbest, T), -1, dtype=torch.int64)
+    frames = torch.full((B, nbest, T), -1, dtype=torch.int64)
+    conf = torch.zeros((B, nbest, T), dtype=torch.float32)
+    token_lengths = torch.full((B, nbest), -1, dtype=torch.int64)
+    scores = torch.full((B, nbest), -math.inf, dtype=torch.float64)
+    acoustic = scores.clone()
+    lm_scores = scores.clone()
+    for b, items in enumerate(hyps):
+        for n, h in enumerate(items):
+            L = len(h.tokens)
+            token_lengths[b, n] = L
+            if L:
+                tokens[b, n, :L] = torch.tensor(h.tokens)
+                frames[b, n, :L] = torch.tensor(h.frames)
+                conf[b, n, :L] = torch.tensor(
+                    token_confidences_ref(log_probs[b], h.tokens, h.frames, int(lengths[b])))
+            scores[b, n], acoustic[b, n], lm_scores[b, n] = h.score, h.acoustic_score, h.lm_score
+    dev = log_probs.device
+    return BeamSearchOutput(tokens.to(dev), token_lengths.to(dev), frames.to(dev), conf.to(dev), scores.to(dev),
+                            acoustic.to(dev), lm_scores.to(dev))

@@ -1,0 +1,1011 @@
+// CTC prefix beam search on the CPU, parallel over the batch: per-frame top-k, beam threshold, blank-frame
+// skipping, a lexicon trie (hard constraint), a character n-gram LM (shallow fusion), n-best lists with the
+// emission frame and confidence of every token.
+//   B batch, T frames, C classes (blank included), K beam width, N nbest, S trie nodes, M LM n-grams.
+//
+// Semantics: exactly crnn_fast.reference.ctc.ctc_beam_search_ref (read its docstring); every score is
+// computed in float64 with the same formulas and order of operations, so n-best lists agree to the bit on
+// the same libm. What makes it fast, without changing any result:
+//   * prefixes are nodes of a per-sequence prefix tree (parent + token), found by (parent, token) in a
+//     flat hash map; the beam holds node ids, never copies of token sequences;
+//   * a prefix y+c has one parent, so its p_nb has at most two contributions (stay, and the extension of
+//     its parent when both are in the beam): those are computed first, exactly; every other candidate is
+//     a new prefix whose score is final the moment it is computed;
+//   * the K-th best score seen so far (a min-heap of K scores) and best - beam_threshold bound what can
+//     survive pruning; a parent walks its extensions by decreasing log-prob and stops when even the best
+//     remaining one (with the LM's upper bound for that context) falls below the bound;
+//   * candidate classes are sorted lazily per frame (only as deep as some parent walks);
+//   * with an LM, the classes the LM has seen after a prefix's last word (a stored bigram) are tried one by
+//     one against the LM's largest probability after that context; every other class backs off to its
+//     unigram, so its exact score is (a per-parent constant) + lp[c] + lm_weight ln p(c): the walk goes in
+//     that order and stops exactly where the bound is;
+//   * LM lookups go bottom-up (n-gram suffixes are stored, see crnn_fast/decoding/lm.py) behind a Bloom
+//     filter, and only for extensions that can still survive.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "../checks.h"
+#include "ctc_lm.h"
+
+namespace crnn_fast {
+namespace {
+
+using ctc::LMView;
+
+using ctc::TrieView;
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr int kMaxLMOrder = 32;
+// Lexicon nodes with at most this many children are extended by iterating their children; wider ones (the
+// root of a big lexicon) by walking the frame's classes in decreasing log-prob with a trie lookup each.
+constexpr int64_t kDirectFanout = 64;
+
+// log(exp(a) + exp(b)) as max + log1p(exp(-|a - b|)): the reference's formula (and exactly symmetric).
+inline double log_add(double a, double b) {
+  if (a == kNegInf) return b;
+  if (b == kNegInf) return a;
+  const double m = a > b ? a : b;
+  return m + std::log1p(std::exp(-std::fabs(a - b)));
+}
+
+// A bound lowered by a relative margin: upper bounds computed with a different rounding order than the
+// exact score must not prune a candidate that ties the bound.
+inline double loosen(double bound) {
+  return bound == kNegInf ? kNegInf : bound - 1e-9 * std::max(1.0, std::fabs(bound));
+}
+
+using BeamResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+struct Params {
+  int64_t B = 0, T = 0, C = 0, blank = 0, beam_width = 1, nbest = 1;
+  bool use_top_k = false;
+  int64_t top_k = 0;
+  bool use_threshold = false;
+  double beam_threshold = 0;
+  bool use_skip = false;
+  double skip_floor = 0;  // log(blank_skip_threshold)
+  bool use_lexicon = false;
+  TrieView trie;
+  int64_t separator = -1;
+  bool use_lm = false;  // an LM is given and lm_weight != 0
+  LMView lm;
+  const int64_t* lm_token_map = nullptr;  // (C,)
+  int lm_order = 1;
+  int64_t lm_bos = -1;
+  double lm_max_unigram = 0;  // largest log10 unigram probability (the empty n-gram's row; 0 without one)
+  const double* lm_unigram = nullptr;  // (C,) log10 unigram probability of each class's LM word
+
+  double lm_weight = 0, bonus = 0;
+  // outputs
+  int64_t* tokens = nullptr;       // (B, N, T)
+  int64_t* lengths = nullptr;      // (B, N)
+  int64_t* frames = nullptr;       // (B, N, T)
+  float* confidences = nullptr;    // (B, N, T)
+  double* scores = nullptr;        // (B, N)
+  double* acoustic = nullptr;      // (B, N)
+  double* lm_scores = nullptr;     // (B, N)
+};
+
+// Open-addressing map (parent node, token) -> child node; cleared per sequence.
+class ChildMap {
+ public:
+  void clear() {
+    if (used_ == 0) return;
+    std::fill(keys_.begin(), keys_.end(), kEmpty);
+    used_ = 0;
+  }
+  int32_t find(uint64_t key) const {
+    if (keys_.empty()) return -1;
+    for (size_t i = slot(key);; i = (i + 1) & mask_) {
+      if (keys_[i] == key) return vals_[i];
+      if (keys_[i] == kEmpty) return -1;
+    }
+  }
+  void insert(uint64_t key, int32_t val) {
+    if ((used_ + 1) * 2 > keys_.size()) grow();
+    size_t i = slot(key);
+    while (keys_[i] != kEmpty) i = (i + 1) & mask_;
+    keys_[i] = key;
+    vals_[i] = val;
+    ++used_;
+  }
+  static uint64_t key(int32_t parent, int64_t token) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(parent)) << 32) | static_cast<uint32_t>(token);
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~0ULL;
+  size_t slot(uint64_t key) const { return static_cast<size_t>(ctc::mix(0, static_cast<int64_t>(key))) & mask_; }
+  void grow() {
+    std::vector<uint64_t> old_keys = std::move(keys_);
+    std::vector<int32_t> old_vals = std::move(vals_);
+    const size_t cap = std::max<size_t>(1024, old_keys.size() * 2);
+    keys_.assign(cap, kEmpty);
+    vals_.assign(cap, -1);
+    mask_ = cap - 1;
+    used_ = 0;
+    for (size_t i = 0; i < old_keys.size(); ++i) {
+      if (old_keys[i] != kEmpty) insert(old_keys[i], old_vals[i]);
+    }
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<int32_t> vals_;
+  size_t mask_ = 0;
+  size_t used_ = 0;
+};
+
+struct Entry {  // a prefix in the beam
+  int32_t node;
+  int32_t rec;  // its emission frames: a node of the frame-record list
+  double pb, pnb, score;
+};
+
+struct Cand {  // a prefix of the next beam, before pruning
+  int32_t node;  // the existing node (prefixes of the current beam), -1 for a new prefix
+  int32_t slot;  // its slot in the current beam (existing) or its parent's slot (new)
+  int32_t token, trie;
+  double pb, pnb, score, lm;
+};
+
+// Everything one worker thread reuses from sequence to sequence.
+struct Workspace {
+  // prefix tree
+  std::vector<int32_t> parent, token, trie;
+  std::vector<double> lm;
+  // LM state per node: the last order-1 LM words (newest first), how many, the longest stored context, the
+  // backoff sums A[k] (k = 0 .. order-1) of the reference's loop, and the largest A[k] (an upper bound).
+  std::vector<int64_t> ctx;
+  std::vector<int32_t> nctx, kmax;
+  std::vector<double> acc, ub;  // ub: ln of the largest LM probability after the node's context
+  ChildMap children;
+  // emission frames: a persistent list per prefix
+  std::vector<int32_t> rec_parent, rec_frame;
+  // per frame
+  std::vector<Entry> beam, next;
+  std::vector<Cand> pool;
+  std::vector<double> heap, totals, heads, heads2, lmub;
+  std::vector<double> key, a0;  // LM mode: per-frame walk key of each class; per node ln A[0]
+  std::vector<int32_t> seen_stamp;
+  int32_t seen_id = 0;
+  // The classes c whose LM word follows LM word v in a stored bigram, found on first need (C lookups, most
+  // answered by the Bloom filter) and kept for the worker's whole batch.
+  std::vector<std::vector<int32_t>> successors;
+  std::vector<uint8_t> successors_known;
+  std::vector<int32_t> kid_head, kid_next, sel;
+  std::vector<int32_t> slot_of, slot_stamp;
+  std::vector<int32_t> cand, topk, topk_stamp;
+  int64_t n_cand = 0, n_sorted = 0;
+  bool cand_ready = false;
+  int32_t stamp = 0;
+  std::vector<int64_t> seq_a, seq_b, out_tok, out_frame;
+};
+
+template <typename scalar_t>
+class SequenceDecoder {
+ public:
+  SequenceDecoder(const Params& p, Workspace& w) : P(p), W(w) {}
+
+  // Decodes sequence b (lp: its (T, C) rows); returns false when a valid row holds NaN or +inf.
+  bool run(int64_t b, const scalar_t* lp, int64_t len) {
+    reset();
+    for (int64_t t = 0; t < len; ++t) {
+      const scalar_t* row = lp + t * P.C;
+      if (!scan_row(row)) return false;
+      if (W.beam.empty()) break;
+      step(row, t, t == len - 1);
+    }
+    write(b, lp, len);
+    return true;
+  }
+
+ private:
+  const Params& P;
+  Workspace& W;
+  double best_ = kNegInf;
+
+  // Checks a row (false for NaN or +inf) and finds its highest non-blank log-prob.
+  bool scan_row(const scalar_t* row) {
+    bool bad = false;
+    const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
+    for (int64_t c = 0; c < P.C; ++c) bad |= !(row[c] < inf);  // NaN and +inf both fail v < inf
+    if (bad) return false;
+    scalar_t m = -inf;  // two loops around the blank: both vectorise
+    for (int64_t c = 0; c < P.blank; ++c) m = std::max(m, row[c]);
+    for (int64_t c = P.blank + 1; c < P.C; ++c) m = std::max(m, row[c]);
+    max_lp_ = static_cast<double>(m);
+    return true;
+  }
+
+  // ---- prefix tree -------------------------------------------------------------------------------------
+  void reset() {
+    W.parent.clear();
+    W.token.clear();
+    W.trie.clear();
+    W.lm.clear();
+    W.ctx.clear();
+    W.nctx.clear();
+    W.kmax.clear();
+    W.acc.clear();
+    W.ub.clear();
+    W.a0.clear();
+    W.children.clear();
+    W.rec_parent.clear();
+    W.rec_frame.clear();
+    W.beam.clear();
+    new_node(-1, -1, 0, 0.0);
+    W.beam.push_back(Entry{0, -1, 0.0, kNegInf, 0.0});
+  }
+
+  int ctx_cap() const { return std::max(P.lm_order - 1, 1); }
+
+  int32_t new_node(int32_t parent, int64_t token, int64_t trie, double lm) {
+    const int32_t id = static_cast<int32_t>(W.parent.size());
+    W.parent.push_back(parent);
+    W.token.push_back(static_cast<int32_t>(token));
+    W.trie.push_back(static_cast<int32_t>(trie));
+    W.lm.push_back(lm);
+    if (P.use_lm) init_lm_state(id, parent, token);
+    return id;
+  }
+
+  int32_t child(int32_t parent, int64_t token, int64_t trie, double lm) {
+    const uint64_t key = ChildMap::key(parent, token);
+    int32_t id = W.children.find(key);
+    if (id < 0) {
+      id = new_node(parent, token, trie, lm);
+      W.children.insert(key, id);
+    }
+    return id;
+  }
+
+  // The reference's backoff loop, split: what depends on the context only is done once per node.
+  void init_lm_state(int32_t id, int32_t parent, int64_t token) {
+    const int n1 = P.lm_order - 1, cap = ctx_cap();
+    W.ctx.resize(W.ctx.size() + cap, -1);
+    W.acc.resize(W.acc.size() + n1 + 1, 0.0);
+    int64_t* ctx = &W.ctx[static_cast<size_t>(id) * cap];
+    int n = 0;
+    if (n1 > 0) {
+      if (parent < 0) {
+        if (P.lm_bos >= 0) ctx[n++] = P.lm_bos;
+      } else {
+        const int64_t* pctx = &W.ctx[static_cast<size_t>(parent) * cap];
+        ctx[n++] = P.lm_token_map[token];
+        for (int i = 0; i < W.nctx[parent] && n < n1; ++i) ctx[n++] = pctx[i];
+      }
+    }
+    double* A = &W.acc[static_cast<size_t>(id) * (n1 + 1)];
+    // Contexts h_k = the k newest words: keys folded from the newest word back.
+    int64_t found[kMaxLMOrder + 1];
+    uint64_t h = ctc::kSeed;
+    int kmax = 0;
+    for (int k = 1; k <= n; ++k) {
+      h = ctc::mix(h, ctx[k - 1]);
+      found[k] = P.lm.find(h);
+      if (found[k] >= 0) kmax = k;
+    }
+    A[n] = 0.0;
+    for (int k = n; k >= 1; --k) A[k - 1] = found[k] >= 0 ? A[k] + P.lm.log10_backoff(found[k]) : A[k];
+    // A query returns at some level k <= kmax, A[k] + p(h_k w) <= A[k] + (largest p after h_k).
+    double ub = A[0] + P.lm_max_unigram;
+    for (int k = 1; k <= kmax; ++k) {
+      if (found[k] >= 0) ub = std::max(ub, A[k] + P.lm.log10_max_next(found[k]));
+    }
+    W.nctx.push_back(n);
+    W.kmax.push_back(kmax);
+    W.a0.push_back(A[0] * ctc::kLn10);
+    W.ub.push_back(ub * ctc::kLn10);
+  }
+
+  // ln P(class c | context of node y): the reference's top-down loop returns at the longest stored n-gram
+  // (h_k, w); since every stored n-gram's suffix is stored too (CharNgramLM makes it so), the stored
+  // lengths are 0 .. L and a bottom-up walk finds L with one lookup per level and stops at the first miss.
+  // Most classes a beam looks at are unlikely after the context: L is mostly 0 or 1.
+  double lm_logprob(int32_t y, int64_t c) const {
+    const int n1 = P.lm_order - 1, cap = ctx_cap();
+    const int64_t* ctx = &W.ctx[static_cast<size_t>(y) * cap];
+    const double* A = &W.acc[static_cast<size_t>(y) * (n1 + 1)];
+    const int kmax = W.kmax[y];
+    double p = P.lm_unigram[c];
+    int level = 0;
+    uint64_t g = ctc::mix(ctc::kSeed, P.lm_token_map[c]);
+    for (int k = 1; k <= kmax; ++k) {
+      g = ctc::mix(g, ctx[k - 1]);
+      const int64_t i = P.lm.find(g);
+      if (i < 0) break;
+      level = k;
+      p = P.lm.log10_prob(i);
+    }
+    return (A[level] + p) * ctc::kLn10;
+  }
+
+  bool is_final(int32_t node) const {
+    if (node == 0) return true;
+    const int32_t tn = W.trie[node];
+    return tn != 0 && P.trie.is_word[tn];
+  }
+
+  // ---- candidate classes of a frame ------------------------------------------------------------------
+  // The order a parent walks its extensions in: log-prob descending, or with an LM the exact score of an
+  // extension the LM backs off to unigrams for, lp[c] + lm_weight ln p(c) (the same for every parent up to
+  // a constant); ties by id.
+  double walk_key(const scalar_t* row, int32_t c) const {
+    return P.use_lm ? W.key[c] : static_cast<double>(row[c]);
+  }
+  bool before(const scalar_t* row, int32_t a, int32_t b) const {
+    const double x = walk_key(row, a), y = walk_key(row, b);
+    return x > y || (x == y && a < b);
+  }
+
+  bool in_top_k(int64_t c) const { return !P.use_top_k || W.topk_stamp[c] == W.stamp; }
+
+  void select_top_k(const scalar_t* row) {
+    W.topk.clear();
+    for (int32_t c = 0; c < P.C; ++c) {
+      if (c != P.blank) W.topk.push_back(c);
+    }
+    // top_k ranks by log-prob alone.
+    auto cmp = [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+    std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
+    W.topk.resize(P.top_k);
+    for (int32_t c : W.topk) W.topk_stamp[c] = W.stamp;
+  }
+
+  // The classes a prefix may be extended by whose log-prob is >= floor (nothing below can survive), in
+  // the order (log-prob descending, id ascending), produced lazily: first the best few by one pass with a
+  // small heap (a walk rarely goes deeper than the beam width), all of them when a walk needs more.
+  template <typename F>
+  void for_each_source(F f) const {
+    if (P.use_top_k) {
+      for (int32_t c : W.topk) f(c);
+    } else {
+      for (int32_t c = 0; c < P.blank; ++c) f(c);
+      for (int32_t c = static_cast<int32_t>(P.blank) + 1; c < P.C; ++c) f(c);
+    }
+  }
+
+  void prepare_candidates(const scalar_t* row, double floor) {
+    W.cand_ready = true;
+    floor_ = floor;
+    if (P.use_lm) {
+      if (static_cast<int64_t>(W.key.size()) < P.C) W.key.resize(P.C);
+      const double scale = P.lm_weight * ctc::kLn10;
+      for (int64_t c = 0; c < P.C; ++c) W.key[c] = static_cast<double>(row[c]) + scale * P.lm_unigram[c];
+    }
+    const int64_t n_src = P.use_top_k ? static_cast<int64_t>(W.topk.size()) : P.C - 1;
+    const int64_t m = P.beam_width + 8;
+    if (n_src <= 2 * m) {
+      collect_all(row);
+      return;
+    }
+    auto cmp = [this, row](int32_t a, int32_t b) { return before(row, a, b); };
+    std::vector<int32_t>& h = W.cand;  // a heap whose front is the worst kept class
+    h.clear();
+    // `cut`: a value every class worth a look reaches (the floor, then the heap's worst): the scan below is
+    // one compare per class and the heap is touched rarely.
+    double cut = floor;
+    auto offer_class = [&](int32_t c) {
+      if (static_cast<int64_t>(h.size()) < m) {
+        h.push_back(c);
+        std::push_heap(h.begin(), h.end(), cmp);
+      } else if (before(row, c, h.front())) {
+        std::pop_heap(h.begin(), h.end(), cmp);
+        h.back() = c;
+        std::push_heap(h.begin(), h.end(), cmp);
+      }
+      if (static_cast<int64_t>(h.size()) == m) cut = std::max(cut, walk_key(row, h.front()));
+    };
+    if (P.use_top_k) {
+      for (int32_t c : W.topk) {
+        if (walk_key(row, c) >= cut) offer_class(c);
+      }
+    } else if (P.use_lm) {
+      for (int32_t c = 0; c < P.C; ++c) {
+        if (c != P.blank && W.key[c] >= cut) offer_class(c);
+      }
+    } else {
+      for (int32_t c = 0; c < P.blank; ++c) {
+        if (static_cast<double>(row[c]) >= cut) offer_class(c);
+      }
+      for (int32_t c = static_cast<int32_t>(P.blank) + 1; c < P.C; ++c) {
+        if (static_cast<double>(row[c]) >= cut) offer_class(c);
+      }
+    }
+    std::sort(h.begin(), h.end(), cmp);
+    W.n_cand = W.n_sorted = static_cast<int64_t>(h.size());
+    cand_complete_ = W.n_cand < m;  // fewer than m passed the floor: that is all of them
+  }
+
+  void collect_all(const scalar_t* row) {
+    W.cand.clear();
+    const double floor = floor_;
+    for_each_source([&](int32_t c) {
+      if (walk_key(row, c) >= floor) W.cand.push_back(c);
+    });
+    W.n_cand = static_cast<int64_t>(W.cand.size());
+    W.n_sorted = 0;
+    cand_complete_ = true;
+  }
+
+  // The i-th candidate class, or -1 past the last.
+  int32_t cand_at(const scalar_t* row, int64_t i) {
+    if (i < W.n_sorted) return W.cand[i];
+    if (!cand_complete_) collect_all(row);  // the same total order: the first n_sorted stay where they were
+    if (i >= W.n_cand) return -1;
+    if (i >= W.n_sorted) {
+      const int64_t want = std::min(W.n_cand, std::max<int64_t>(std::max<int64_t>(16, 2 * W.n_sorted), i + 1));
+      auto cmp = [this, row](int32_t a, int32_t b) { return before(row, a, b); };
+      auto first = W.cand.begin() + W.n_sorted, mid = W.cand.begin() + want;
+      if (want < W.n_cand) std::nth_element(first, mid - 1, W.cand.end(), cmp);
+      std::sort(first, mid, cmp);
+      W.n_sorted = want;
+    }
+    return W.cand[i];
+  }
+
+  // ---- bound on what survives this frame's pruning -------------------------------------------------
+  void offer(double s) {
+    best_ = std::max(best_, s);
+    if (static_cast<int64_t>(W.heap.size()) < P.beam_width) {
+      W.heap.push_back(s);
+      std::push_heap(W.heap.begin(), W.heap.end(), std::greater<double>());
+    } else if (s > W.heap.front()) {
+      std::pop_heap(W.heap.begin(), W.heap.end(), std::greater<double>());
+      W.heap.back() = s;
+      std::push_heap(W.heap.begin(), W.heap.end(), std::greater<double>());
+    }
+  }
+
+  double bound() const {
+    double b = static_cast<int64_t>(W.heap.size()) >= P.beam_width ? W.heap.front() : kNegInf;
+    if (P.use_threshold && best_ != kNegInf) b = std::max(b, best_ - P.beam_threshold);
+    return b;
+  }
+
+  // ---- one frame ---------------------------------------------------------------------------------------
+  void step(const scalar_t* row, int64_t t, bool last) {
+    const double lp_blank = static_cast<double>(row[P.blank]);
+    const bool skip = P.use_skip && lp_blank >= P.skip_floor;
+    const bool final_filter = last && P.use_lexicon;
+    const int32_t n = static_cast<int32_t>(W.beam.size());
+    if (++W.stamp == std::numeric_limits<int32_t>::max()) {
+      std::fill(W.slot_stamp.begin(), W.slot_stamp.end(), 0);
+      std::fill(W.topk_stamp.begin(), W.topk_stamp.end(), 0);
+      W.stamp = 1;
+    }
+    if (W.slot_stamp.size() < W.parent.size()) {
+      W.slot_stamp.resize(W.parent.size() * 2, 0);
+      W.slot_of.resize(W.parent.size() * 2, -1);
+    }
+    if (static_cast<int64_t>(W.topk_stamp.size()) < P.C) W.topk_stamp.assign(P.C, 0);
+    W.cand_ready = false;
+    if (!skip && P.use_top_k) select_top_k(row);
+    W.pool.clear();
+    W.heap.clear();
+    best_ = kNegInf;
+    W.totals.resize(n);
+    W.heads.resize(n);
+    W.heads2.resize(n);
+    W.lmub.resize(n);
+    W.kid_head.assign(n, -1);
+    W.kid_next.assign(n, -1);
+
+    // Prefixes of the beam: blank and stay.
+    for (int32_t i = 0; i < n; ++i) {
+      const Entry& e = W.beam[i];
+      W.slot_stamp[e.node] = W.stamp;
+      W.slot_of[e.node] = i;
+      const double total = log_add(e.pb, e.pnb);
+      W.totals[i] = total;
+      const int32_t tok = W.token[e.node];
+      const double pnb = e.node != 0 ? e.pnb + static_cast<double>(row[tok]) : kNegInf;
+      W.pool.push_back(Cand{e.node, i, tok, W.trie[e.node], total + lp_blank, pnb, kNegInf, W.lm[e.node]});
+    }
+    // ... and the extension of their parent, when it is in the beam too.
+    if (!skip) {
+      for (int32_t i = 0; i < n; ++i) {
+        const int32_t z = W.beam[i].node;
+        if (z == 0) continue;
+        const int32_t y = W.parent[z];
+        if (W.slot_stamp[y] != W.stamp) continue;
+        const int32_t j = W.slot_of[y];
+        W.kid_next[i] = W.kid_head[j];
+        W.kid_head[j] = i;
+        const int32_t e = W.token[z];
+        if (!in_top_k(e)) continue;
+        const double ext = (e == W.token[y] ? W.beam[j].pb : W.totals[j]) + static_cast<double>(row[e]);
+        W.pool[i].pnb = log_add(W.pool[i].pnb, ext);
+      }
+    }
+    for (int32_t i = 0; i < n; ++i) {
+      Cand& c = W.pool[i];
+      if (final_filter && !is_final(c.node)) continue;  // score stays -inf: dropped
+      c.score = log_add(c.pb, c.pnb) + c.lm;
+      if (c.score != kNegInf) offer(c.score);
+    }
+
+    // New prefixes: y + c for y in the beam.
+    if (!skip) {
+      max_head_ = kNegInf;
+      for (int32_t j = 0; j < n; ++j) {
+        const int32_t y = W.beam[j].node;
+        // lm(y + c) <= lm(y) + bonus + lm_weight * (largest LM log-prob after y's context)
+        W.lmub[j] = W.lm[y] + (P.bonus + (P.use_lm ? P.lm_weight * W.ub[y] : 0.0));
+        W.heads[j] = W.totals[j] + W.lmub[j];
+        // The walk's bound: with an LM, what an extension the LM backs off to unigrams for scores, less the
+        // class's walk key; the classes the LM knows after y's last word are tried apart.
+        W.heads2[j] = P.use_lm ? W.totals[j] + W.lm[y] + (P.bonus + P.lm_weight * W.a0[y]) : W.heads[j];
+        max_head_ = std::max(max_head_, W.heads2[j]);
+      }
+      for (int32_t j = 0; j < n; ++j) extend(row, j, final_filter);
+    }
+
+    // Prune: drop -inf and what falls below the bound, order, keep the beam_width best.
+    const double b = bound();
+    W.sel.clear();
+    for (int32_t k = 0; k < static_cast<int32_t>(W.pool.size()); ++k) {
+      const double s = W.pool[k].score;
+      if (s != kNegInf && s >= b) W.sel.push_back(k);
+    }
+    auto cmp = [this](int32_t a, int32_t b2) { return ranks_before(a, b2); };
+    if (static_cast<int64_t>(W.sel.size()) > P.beam_width) {
+      std::nth_element(W.sel.begin(), W.sel.begin() + (P.beam_width - 1), W.sel.end(), cmp);
+      W.sel.resize(P.beam_width);
+    }
+    std::sort(W.sel.begin(), W.sel.end(), cmp);
+
+    W.next.clear();
+    for (int32_t k : W.sel) {
+      const Cand& c = W.pool[k];
+      if (c.node >= 0) {
+        W.next.push_back(Entry{c.node, W.beam[c.slot].rec, c.pb, c.pnb, c.score});
+      } else {
+        const Entry& par = W.beam[c.slot];
+        const int32_t node = child(par.node, c.token, c.trie, c.lm);
+        const int32_t rec = static_cast<int32_t>(W.rec_parent.size());
+        W.rec_parent.push_back(par.rec);
+        W.rec_frame.push_back(static_cast<int32_t>(t));
+        W.next.push_back(Entry{node, rec, c.pb, c.pnb, c.score});
+      }
+    }
+    std::swap(W.beam, W.next);
+  }
+
+  // Offers every extension of beam slot j that can still survive; stops early by the bound.
+  void extend(const scalar_t* row, int32_t j, bool final_filter) {
+    const Entry& e = W.beam[j];
+    const int32_t y = e.node;
+    const double total = W.totals[j];
+    if (total == kNegInf) return;
+    const double head = W.heads[j];
+    if (!P.use_lm && head + max_lp_ < loosen(bound())) return;
+    if (P.use_lexicon && P.trie.fanout(W.trie[y]) <= kDirectFanout) {
+      const int64_t tn = W.trie[y];
+      for (int64_t k = P.trie.offsets[tn]; k < P.trie.offsets[tn + 1]; ++k) {
+        const int64_t c = P.trie.labels[k];
+        if (!in_top_k(c)) continue;
+        try_extend(row, j, c, P.trie.children[k], final_filter);
+      }
+      if (P.separator >= 0 && tn != 0 && P.trie.is_word[tn] && in_top_k(P.separator)) {
+        try_extend(row, j, P.separator, 0, final_filter);
+      }
+      return;
+    }
+    const bool split = P.use_lm && W.kmax[y] > 0;
+    if (split) {
+      // The classes whose LM word follows y's last word in some stored bigram: only these can score above
+      // the unigram backoff. Each is bounded by the LM's largest probability after y's context.
+      if (++W.seen_id == std::numeric_limits<int32_t>::max()) {
+        std::fill(W.seen_stamp.begin(), W.seen_stamp.end(), 0);
+        W.seen_id = 1;
+      }
+      if (static_cast<int64_t>(W.seen_stamp.size()) < P.C) W.seen_stamp.assign(P.C, 0);
+      const std::vector<int32_t>& known = successors(W.ctx[static_cast<size_t>(y) * ctx_cap()]);
+      for (const int32_t c : known) {
+        W.seen_stamp[c] = W.seen_id;
+        if (!in_top_k(c) || head + static_cast<double>(row[c]) < loosen(bound())) continue;
+        int64_t ctrie = 0;
+        if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
+        try_extend(row, j, c, ctrie, final_filter);
+      }
+    }
+    const double head2 = W.heads2[j];
+    if (!W.cand_ready) prepare_candidates(row, loosen(bound()) - max_head_);
+    for (int64_t i = 0;; ++i) {
+      const int32_t c = cand_at(row, i);
+      if (c < 0) break;
+      if (head2 + walk_key(row, c) < loosen(bound())) break;
+      if (split && W.seen_stamp[c] == W.seen_id) continue;
+      int64_t ctrie = 0;
+      if (P.use_lexicon) {
+        if (c == P.separator) {
+          const int64_t tn = W.trie[y];
+          if (!(tn != 0 && P.trie.is_word[tn])) continue;
+        } else {
+          ctrie = P.trie.child(W.trie[y], c);
+          if (ctrie < 0) continue;
+        }
+      }
+      try_extend(row, j, c, ctrie, final_filter);
+    }
+  }
+
+  const std::vector<int32_t>& successors(int64_t v) {
+    if (v >= static_cast<int64_t>(W.successors_known.size())) {
+      W.successors_known.resize(v + 1, 0);
+      W.successors.resize(v + 1);
+    }
+    if (!W.successors_known[v]) {
+      std::vector<int32_t>& out = W.successors[v];
+      for (int32_t c = 0; c < P.C; ++c) {
+        if (c == P.blank) continue;
+        // The key of the bigram (v, w) folds w, then v.
+        if (P.lm.find(ctc::mix(ctc::mix(ctc::kSeed, P.lm_token_map[c]), v)) >= 0) out.push_back(c);
+      }
+      W.successors_known[v] = 1;
+    }
+    return W.successors[v];
+  }
+
+  // Whether the lexicon allows y + c; its trie node in *ctrie.
+  bool lexicon_child(int32_t y, int64_t c, int64_t* ctrie) const {
+    const int64_t tn = W.trie[y];
+    if (c == P.separator) {
+      *ctrie = 0;
+      return tn != 0 && P.trie.is_word[tn];
+    }
+    *ctrie = P.trie.child(tn, c);
+    return *ctrie >= 0;
+  }
+
+  void try_extend(const scalar_t* row, int32_t j, int64_t c, int64_t ctrie, bool final_filter) {
+    for (int32_t k = W.kid_head[j]; k >= 0; k = W.kid_next[k]) {
+      if (W.pool[k].token == c) return;  // y + c is in the beam: its extension was merged above
+    }
+    if (final_filter && !(c != P.separator && ctrie != 0 && P.trie.is_word[ctrie])) return;
+    const Entry& e = W.beam[j];
+    const int32_t y = e.node;
+    const double a = (c == W.token[y] ? e.pb : W.totals[j]) + static_cast<double>(row[c]);
+    if (a + W.lmub[j] < loosen(bound())) return;
+    const double term = P.use_lm ? P.lm_weight * lm_logprob(y, c) + P.bonus : P.bonus;
+    const double lmc = W.lm[y] + term;
+    const double s = a + lmc;
+    if (s == kNegInf || s < bound()) return;
+    W.pool.push_back(Cand{-1, j, static_cast<int32_t>(c), static_cast<int32_t>(ctrie), kNegInf, a, s, lmc});
+    offer(s);
+  }
+
+  // Beam order: score descending, ties by token sequence ascending.
+  bool ranks_before(int32_t a, int32_t b) {
+    const Cand& x = W.pool[a];
+    const Cand& y = W.pool[b];
+    if (x.score != y.score) return x.score > y.score;
+    if (a == b) return false;
+    sequence_of(x, W.seq_a);
+    sequence_of(y, W.seq_b);
+    return std::lexicographical_compare(W.seq_a.begin(), W.seq_a.end(), W.seq_b.begin(), W.seq_b.end());
+  }
+
+  void sequence_of(const Cand& c, std::vector<int64_t>& out) const {
+    out.clear();
+    if (c.node < 0) out.push_back(c.token);
+    for (int32_t n = c.node >= 0 ? c.node : W.beam[c.slot].node; n > 0; n = W.parent[n]) out.push_back(W.token[n]);
+    std::reverse(out.begin(), out.end());
+  }
+
+  // ---- output --------------------------------------------------------------------------------------------
+  void write(int64_t b, const scalar_t* lp, int64_t len) {
+    const int64_t N = P.nbest, T = P.T;
+    const int64_t count = std::min<int64_t>(N, static_cast<int64_t>(W.beam.size()));
+    for (int64_t h = 0; h < N; ++h) {
+      const int64_t o = b * N + h;
+      int64_t* tok = P.tokens + o * T;
+      int64_t* frm = P.frames + o * T;
+      float* conf = P.confidences + o * T;
+      int64_t L = -1;
+      if (h < count) {
+        const Entry& e = W.beam[h];
+        W.out_tok.clear();
+        W.out_frame.clear();
+        for (int32_t n = e.node; n > 0; n = W.parent[n]) W.out_tok.push_back(W.token[n]);
+        for (int32_t r = e.rec; r >= 0; r = W.rec_parent[r]) W.out_frame.push_back(W.rec_frame[r]);
+        std::reverse(W.out_tok.begin(), W.out_tok.end());
+        std::reverse(W.out_frame.begin(), W.out_frame.end());
+        L = static_cast<int64_t>(W.out_tok.size());
+        for (int64_t i = 0; i < L; ++i) {
+          tok[i] = W.out_tok[i];
+          frm[i] = W.out_frame[i];
+          const int64_t stop = i + 1 < L ? W.out_frame[i + 1] : len;
+          scalar_t m = lp[frm[i] * P.C + tok[i]];
+          for (int64_t f = frm[i] + 1; f < stop; ++f) m = std::max(m, lp[f * P.C + tok[i]]);
+          conf[i] = static_cast<float>(std::exp(static_cast<double>(m)));
+        }
+        const double acoustic = log_add(e.pb, e.pnb);
+        P.scores[o] = acoustic + W.lm[e.node];
+        P.acoustic[o] = acoustic;
+        P.lm_scores[o] = W.lm[e.node];
+      } else {
+        P.scores[o] = P.acoustic[o] = P.lm_scores[o] = kNegInf;
+      }
+      P.lengths[o] = L;
+      for (int64_t i = std::max<int64_t>(L, 0); i < T; ++i) {
+        tok[i] = -1;
+        frm[i] = -1;
+        conf[i] = 0.0f;
+      }
+    }
+  }
+
+  double max_lp_ = kNegInf;    // the frame's highest non-blank log-prob
+  double max_head_ = kNegInf;  // the largest heads[j] of the frame
+  double floor_ = kNegInf;     // candidate classes below this log-prob cannot survive the frame
+  bool cand_complete_ = false;
+};
+
+// ---- host code -------------------------------------------------------------------------------------------
+
+void check_optional_1d(const std::optional<at::Tensor>& x, const char* name, at::ScalarType dtype,
+                       const at::Device& device) {
+  if (!x.has_value()) return;
+  TORCH_CHECK(x->dim() == 1, name, " must have 1 dimension, got ", x->dim());
+  TORCH_CHECK(x->scalar_type() == dtype, name, " must be ", dtype, ", got ", x->scalar_type());
+  TORCH_CHECK(x->device() == device, name, " must be on ", device, ", got ", x->device());
+}
+
+BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank,
+                               int64_t beam_width, int64_t nbest, std::optional<int64_t> top_k,
+                               std::optional<double> beam_threshold, std::optional<double> blank_skip_threshold,
+                               const std::optional<at::Tensor>& trie_offsets_in,
+                               const std::optional<at::Tensor>& trie_labels_in,
+                               const std::optional<at::Tensor>& trie_children_in,
+                               const std::optional<at::Tensor>& trie_is_word_in, std::optional<int64_t> word_separator,
+                               const std::optional<at::Tensor>& lm_keys_in,
+                               const std::optional<at::Tensor>& lm_values_in,
+                               const std::optional<at::Tensor>& lm_buckets_in,
+                               const std::optional<at::Tensor>& lm_filter_in,
+                               const std::optional<at::Tensor>& lm_token_map_in, int64_t lm_order, int64_t lm_bos,
+                               double lm_weight, double insertion_bonus) {
+  CHECK_DIM(log_probs_in, 3);
+  CHECK_FLOATING(log_probs_in);
+  CHECK_DIM(lengths_in, 1);
+  CHECK_DTYPE(lengths_in, at::kLong);
+  const at::Device cpu = log_probs_in.device();
+  CHECK_DEVICE(lengths_in, cpu);
+  const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
+  TORCH_CHECK(B > 0, "log_probs must hold at least one sequence (B > 0)");
+  TORCH_CHECK(C > 0, "log_probs must have at least one class (C > 0)");
+  TORCH_CHECK(lengths_in.size(0) == B, "lengths must have B=", B, " entries, got ", lengths_in.size(0));
+  TORCH_CHECK(blank >= 0 && blank < C, "blank must be in [0, C=", C, "), got ", blank);
+  TORCH_CHECK(beam_width >= 1, "beam_width must be >= 1, got ", beam_width);
+  TORCH_CHECK(beam_width <= (1LL << 24), "beam_width must be <= 2^24, got ", beam_width);
+  TORCH_CHECK(nbest >= 1, "nbest must be >= 1, got ", nbest);
+  TORCH_CHECK(C < (1LL << 31), "log_probs has too many classes (C=", C, ")");
+  TORCH_CHECK(!top_k.has_value() || *top_k >= 1, "top_k must be >= 1, got ", top_k.value_or(0));
+  TORCH_CHECK(!beam_threshold.has_value() || (*beam_threshold >= 0 && !std::isnan(*beam_threshold)),
+              "beam_threshold must be >= 0, got ", beam_threshold.value_or(0));
+  TORCH_CHECK(!blank_skip_threshold.has_value() || (*blank_skip_threshold > 0 && *blank_skip_threshold <= 1),
+              "blank_skip_threshold must be in (0, 1], got ", blank_skip_threshold.value_or(0));
+  TORCH_CHECK(std::isfinite(lm_weight) && lm_weight >= 0, "lm_weight must be finite and >= 0, got ", lm_weight);
+  TORCH_CHECK(std::isfinite(insertion_bonus), "insertion_bonus must be finite, got ", insertion_bonus);
+
+  const at::Tensor lengths = lengths_in.contiguous();
+  const int64_t* len = lengths.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    TORCH_CHECK(len[b] >= 0 && len[b] <= T, "lengths[", b, "] must be in [0, T=", T, "], got ", len[b]);
+  }
+  // Exact conversions: half and bfloat16 values are floats, and the search runs in float64 anyway.
+  at::Tensor log_probs = log_probs_in;
+  if (log_probs.scalar_type() != at::kFloat && log_probs.scalar_type() != at::kDouble) {
+    log_probs = log_probs.to(at::kFloat);
+  }
+  log_probs = log_probs.contiguous();
+
+  Params P;
+  P.B = B;
+  P.T = T;
+  P.C = C;
+  P.blank = blank;
+  P.beam_width = beam_width;
+  P.nbest = nbest;
+  if (top_k.has_value() && *top_k < C - 1) {
+    P.use_top_k = true;
+    P.top_k = *top_k;
+  }
+  if (beam_threshold.has_value() && std::isfinite(*beam_threshold)) {
+    P.use_threshold = true;
+    P.beam_threshold = *beam_threshold;
+  }
+  if (blank_skip_threshold.has_value()) {
+    P.use_skip = true;
+    P.skip_floor = std::log(*blank_skip_threshold);
+  }
+
+  // Lexicon trie.
+  const bool any_trie = trie_offsets_in.has_value() || trie_labels_in.has_value() || trie_children_in.has_value() ||
+                        trie_is_word_in.has_value();
+  at::Tensor trie_offsets, trie_labels, trie_children, trie_is_word;
+  if (any_trie) {
+    TORCH_CHECK(trie_offsets_in.has_value() && trie_labels_in.has_value() && trie_children_in.has_value() &&
+                    trie_is_word_in.has_value(),
+                "lexicon: trie_offsets, trie_labels, trie_children and trie_is_word must be given together");
+    check_optional_1d(trie_offsets_in, "trie_offsets", at::kLong, cpu);
+    check_optional_1d(trie_labels_in, "trie_labels", at::kLong, cpu);
+    check_optional_1d(trie_children_in, "trie_children", at::kLong, cpu);
+    check_optional_1d(trie_is_word_in, "trie_is_word", at::kBool, cpu);
+    trie_offsets = trie_offsets_in->contiguous();
+    trie_labels = trie_labels_in->contiguous();
+    trie_children = trie_children_in->contiguous();
+    trie_is_word = trie_is_word_in->contiguous();
+    const int64_t S = trie_is_word.size(0), E = trie_labels.size(0);
+    TORCH_CHECK(S >= 1 && trie_offsets.size(0) == S + 1,
+                "trie_offsets must have one more entry than trie_is_word (S + 1 with S >= 1 nodes), got ",
+                trie_offsets.size(0), " and ", S);
+    TORCH_CHECK(trie_children.size(0) == E, "trie_children must have as many entries as trie_labels (", E,
+                "), got ", trie_children.size(0));
+    TORCH_CHECK(S < (1LL << 31), "lexicon trie too large");
+    const int64_t* off = trie_offsets.data_ptr<int64_t>();
+    const int64_t* lab = trie_labels.data_ptr<int64_t>();
+    const int64_t* chi = trie_children.data_ptr<int64_t>();
+    TORCH_CHECK(off[0] == 0 && off[S] == E, "trie_offsets must start at 0 and end at ", E);
+    for (int64_t s = 0; s < S; ++s) {
+      TORCH_CHECK(off[s] <= off[s + 1], "trie_offsets must be non-decreasing (node ", s, ")");
+      for (int64_t k = off[s]; k < off[s + 1]; ++k) {
+        TORCH_CHECK(lab[k] >= 0 && lab[k] < C && lab[k] != blank, "trie_labels must be class ids in [0, ", C,
+                    ") other than blank, got ", lab[k]);
+        TORCH_CHECK(k == off[s] || lab[k - 1] < lab[k], "trie_labels must be strictly ascending within a node");
+        TORCH_CHECK(chi[k] > 0 && chi[k] < S, "trie_children must be node ids in [1, ", S, "), got ", chi[k]);
+      }
+    }
+    if (word_separator.has_value()) {
+      const int64_t s = *word_separator;
+      TORCH_CHECK(s >= 0 && s < C && s != blank, "word_separator must be a class id in [0, ", C,
+                  ") other than blank, got ", s);
+      for (int64_t k = 0; k < E; ++k) {
+        TORCH_CHECK(lab[k] != s, "lexicon words must not contain the word_separator ", s);
+      }
+      P.separator = s;
+    }
+    P.use_lexicon = true;
+    P.trie.offsets = off;
+    P.trie.labels = lab;
+    P.trie.children = chi;
+    P.trie.is_word = trie_is_word.data_ptr<bool>();
+    P.trie.num_nodes = S;
+  } else {
+    TORCH_CHECK(!word_separator.has_value(), "word_separator requires a lexicon");
+  }
+
+  // Language model.
+  const bool any_lm = lm_keys_in.has_value() || lm_values_in.has_value() || lm_buckets_in.has_value() ||
+                      lm_filter_in.has_value() || lm_token_map_in.has_value();
+  at::Tensor lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map;
+  std::vector<double> lm_unigram;
+  if (any_lm) {
+    TORCH_CHECK(lm_keys_in.has_value() && lm_values_in.has_value() && lm_buckets_in.has_value() &&
+                    lm_filter_in.has_value() && lm_token_map_in.has_value(),
+                "lm: lm_keys, lm_values, lm_buckets, lm_filter and lm_token_map must be given together");
+    check_optional_1d(lm_keys_in, "lm_keys", at::kLong, cpu);
+    check_optional_1d(lm_buckets_in, "lm_buckets", at::kLong, cpu);
+    check_optional_1d(lm_filter_in, "lm_filter", at::kLong, cpu);
+    check_optional_1d(lm_token_map_in, "lm_token_map", at::kLong, cpu);
+    TORCH_CHECK(lm_values_in->dim() == 2 && lm_values_in->size(1) == 3, "lm_values must have shape (M, 3), got ",
+                lm_values_in->sizes());
+    CHECK_DTYPE(*lm_values_in, at::kDouble);
+    CHECK_DEVICE(*lm_values_in, cpu);
+    TORCH_CHECK(lm_order >= 1 && lm_order <= kMaxLMOrder, "lm_order must be in [1, ", kMaxLMOrder, "], got ",
+                lm_order);
+    lm_keys = lm_keys_in->contiguous();
+    lm_values = lm_values_in->contiguous();
+    lm_buckets = lm_buckets_in->contiguous();
+    lm_filter = lm_filter_in->contiguous();
+    const int64_t nw = lm_filter.size(0);
+    TORCH_CHECK(nw >= 1 && (nw & (nw - 1)) == 0 && nw <= (int64_t{1} << 57),
+                "lm_filter must have a power-of-two number of words, got ", nw);
+    lm_token_map = lm_token_map_in->contiguous();
+    const int64_t M = lm_keys.size(0);
+    TORCH_CHECK(lm_values.size(0) == M, "lm_values must have one row per key (", M, "), got ", lm_values.size(0));
+    TORCH_CHECK(lm_token_map.size(0) == C, "lm_token_map must have C=", C, " entries, got ", lm_token_map.size(0));
+    const int64_t nb = lm_buckets.size(0) - 1;
+    TORCH_CHECK(nb >= 2 && (nb & (nb - 1)) == 0, "lm_buckets must have 2^bits + 1 entries (bits >= 1), got ",
+                nb + 1);
+    const int64_t* bk = lm_buckets.data_ptr<int64_t>();
+    TORCH_CHECK(bk[0] == 0 && bk[nb] == M, "lm_buckets must start at 0 and end at ", M);
+    for (int64_t i = 0; i < nb; ++i) TORCH_CHECK(bk[i] <= bk[i + 1], "lm_buckets must be non-decreasing");
+    const double* vals = lm_values.data_ptr<double>();
+    // The decoder's upper bounds rely on these: probabilities <= 1 (and the largest-extension column
+    // really the largest: a wrong one can only prune differently, never crash).
+    for (int64_t i = 0; i < M; ++i) {
+      TORCH_CHECK(!std::isnan(vals[3 * i]) && vals[3 * i] <= 0, "lm_values: log10 probabilities must be <= 0, got ",
+                  vals[3 * i]);
+      TORCH_CHECK(std::isfinite(vals[3 * i + 1]), "lm_values: log10 backoffs must be finite, got ", vals[3 * i + 1]);
+      TORCH_CHECK(!std::isnan(vals[3 * i + 2]) && vals[3 * i + 2] <= 0,
+                  "lm_values: largest next log10 probabilities must be <= 0, got ", vals[3 * i + 2]);
+    }
+    const int64_t* tm = lm_token_map.data_ptr<int64_t>();
+    for (int64_t c = 0; c < C; ++c) {
+      TORCH_CHECK(c == blank || tm[c] >= 0, "lm_token_map[", c, "] must be an LM word id >= 0, got ", tm[c]);
+    }
+    TORCH_CHECK(lm_bos >= -1, "lm_bos must be an LM word id or -1, got ", lm_bos);
+    int bits = 0;
+    while ((int64_t{1} << bits) < nb) ++bits;
+    P.lm.keys = reinterpret_cast<const uint64_t*>(lm_keys.data_ptr<int64_t>());
+    P.lm.values = vals;
+    P.lm.buckets = bk;
+    P.lm.size = M;
+    P.lm.filter = reinterpret_cast<const uint64_t*>(lm_filter.data_ptr<int64_t>());
+    P.lm.filter_mask = static_cast<uint64_t>(nw) * 64 - 1;
+    P.lm.shift = 64 - bits;
+    P.lm_token_map = tm;
+    const int64_t empty = P.lm.find(ctc::kSeed);  // the row of the empty n-gram, if any
+    P.lm_max_unigram = empty >= 0 ? P.lm.log10_max_next(empty) : 0.0;
+    lm_unigram.assign(C, -std::numeric_limits<double>::infinity());
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t i = c == blank ? -1 : P.lm.find(ctc::mix(ctc::kSeed, tm[c]));
+      if (i >= 0) lm_unigram[c] = P.lm.log10_prob(i);
+    }
+    P.lm_unigram = lm_unigram.data();
+    P.lm_order = static_cast<int>(lm_order);
+    P.lm_bos = lm_bos;
+    P.use_lm = lm_weight != 0.0;
+  }
+  P.lm_weight = lm_weight;
+  P.bonus = insertion_bonus;
+
+  const auto long_opts = log_probs.options().dtype(at::kLong);
+  const auto dbl_opts = log_probs.options().dtype(at::kDouble);
+  at::Tensor tokens = at::empty({B, nbest, T}, long_opts);
+  at::Tensor token_lengths = at::empty({B, nbest}, long_opts);
+  at::Tensor token_frames = at::empty({B, nbest, T}, long_opts);
+  at::Tensor confidences = at::empty({B, nbest, T}, log_probs.options().dtype(at::kFloat));
+  at::Tensor scores = at::empty({B, nbest}, dbl_opts);
+  at::Tensor acoustic = at::empty({B, nbest}, dbl_opts);
+  at::Tensor lm_scores = at::empty({B, nbest}, dbl_opts);
+  P.tokens = tokens.data_ptr<int64_t>();
+  P.lengths = token_lengths.data_ptr<int64_t>();
+  P.frames = token_frames.data_ptr<int64_t>();
+  P.confidences = confidences.data_ptr<float>();
+  P.scores = scores.data_ptr<double>();
+  P.acoustic = acoustic.data_ptr<double>();
+  P.lm_scores = lm_scores.data_ptr<double>();
+
+  std::atomic<int64_t> next_item{0};
+  std::atomic<int64_t> bad_row{-1};
+  const int64_t workers = std::min<int64_t>(B, std::max<int>(1, at::get_num_threads()));
+  auto run = [&](auto dummy) {
+    using scalar_t = decltype(dummy);
+    const scalar_t* data = log_probs.data_ptr<scalar_t>();
+    // One worker per thread, each pulling sequences off a shared counter: lengths (and so costs) vary.
+    at::parallel_for(0, workers, 1, [&](int64_t w_begin, int64_t w_end) {
+      for (int64_t w = w_begin; w < w_end; ++w) {
+        Workspace ws;
+        SequenceDecoder<scalar_t> dec(P, ws);
+        for (int64_t b = next_item++; b < B; b = next_item++) {
+          if (!dec.run(b, data + b * T * C, len[b])) bad_row.store(b);
+        }
+      }
+    });
+  };
+  if (log_probs.scalar_type() == at::kDouble) {
+    run(double{});
+  } else {
+    run(float{});
+  }
+  TORCH_CHECK(bad_row.load() < 0, "log_probs must not contain NaN or +inf (sequence ", bad_row.load(), " does)");
+  return {tokens, token_lengths, token_frames, confidences, scores, acoustic, lm_scores};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(crnn_fast, CPU, m) { m.impl("ctc_beam_search", &ctc_beam_search_cpu); }
+
+}  // namespace crnn_fast

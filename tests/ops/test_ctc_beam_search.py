@@ -1,0 +1,450 @@
+"""crnn_fast::ctc_beam_search (C++ CPU) against the eager reference ctc_beam_search_ref."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crnn_fast import _ext
+from crnn_fast.decoding import CharNgramLM, compile_trie
+from crnn_fast.ops.ctc_beam_search import ctc_beam_search
+from crnn_fast.reference.ctc import LexiconTrie, ctc_beam_search_ref, ctc_score_ref, token_confidences_ref
+
+pytestmark = pytest.mark.skipif(not _ext.HAS_EXTENSION, reason=f"crnn_fast._C not built: {_ext.EXTENSION_ERROR}")
+
+NEG_INF = float("-inf")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def random_log_probs(B, T, C, seed, scale=2.0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(B, T, C, generator=g, dtype=torch.float64)).log_softmax(-1).to(dtype)
+
+
+def random_lengths(B, T, seed):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(0, T + 1, (B,), generator=g)
+    lengths[0] = T
+    return lengths
+
+
+def random_words(C, n, seed, *, exclude=(), max_len=4):
+    rng = random.Random(seed)
+    tokens = [c for c in range(1, C) if c not in exclude]
+    return sorted({tuple(rng.choice(tokens) for _ in range(rng.randint(1, max_len))) for _ in range(n)})
+
+
+def random_lm(C, seed, order=3):
+    """A CharNgramLM over made-up characters, bound to C classes (class 0 the blank)."""
+    rng = random.Random(seed)
+    chars = [chr(0x4E00 + i) for i in range(C - 1)]
+    common = chars[: min(len(chars), 30)]
+    lines = ["".join(rng.choice(common) for _ in range(rng.randint(3, 30))) for _ in range(60)]
+    return CharNgramLM.from_text(lines, order).bind([None] + chars)
+
+
+def assert_matches_reference(out, ref, log_probs, lengths, *, rtol=1e-9):
+    """Same n-best lists (tokens, frames), scores within rtol, confidences within float32 rounding."""
+    B, nbest = out.token_lengths.shape
+    for b in range(B):
+        hyps = ref[b]
+        got = int((out.token_lengths[b] >= 0).sum())
+        assert got == len(hyps), (b, got, len(hyps))
+        for n, h in enumerate(hyps):
+            L = int(out.token_lengths[b, n])
+            assert tuple(out.tokens[b, n, :L].tolist()) == h.tokens, (b, n)
+            assert tuple(out.token_frames[b, n, :L].tolist()) == h.frames, (b, n)
+            for name, value in (("scores", h.score), ("acoustic_scores", h.acoustic_score),
+                                ("lm_scores", h.lm_score)):
+                g = float(getattr(out, name)[b, n])
+                assert g == value or abs(g - value) <= rtol * max(1.0, abs(value)), (b, n, name, g, value)
+            conf = token_confidences_ref(log_probs[b], h.tokens, h.frames, int(lengths[b]))
+            torch.testing.assert_close(out.token_confidences[b, n, :L], torch.tensor(conf, dtype=torch.float32),
+                                       rtol=1e-6, atol=1e-7)
+            assert (out.tokens[b, n, L:] == -1).all() and (out.token_frames[b, n, L:] == -1).all()
+            assert (out.token_confidences[b, n, L:] == 0).all()
+        for n in range(len(hyps), nbest):
+            assert int(out.token_lengths[b, n]) == -1 and float(out.scores[b, n]) == NEG_INF
+
+
+def run_both(log_probs, lengths, **kwargs):
+    if lengths is None:
+        lengths = torch.full((log_probs.shape[0],), log_probs.shape[1])
+    out = ctc_beam_search(log_probs, lengths, backend="cpu", **kwargs)
+    ref = ctc_beam_search_ref(log_probs, lengths, **kwargs)
+    assert_matches_reference(out, ref, log_probs, lengths)
+    return out, ref
+
+
+# ---------------------------------------------------------------------------------------------------------
+# agreement with the reference over vocab sizes, lengths, beam widths, lexicon and LM
+# ---------------------------------------------------------------------------------------------------------
+
+# The reference is plain Python: top_k keeps its work (beam x candidates x frames) small at the large shapes.
+# (C, T, beam_width, top_k, B)
+PLAIN_CASES = [
+    (C, T, K, tk, B)
+    for C in (37, 96)
+    for T, B in ((1, 3), (26, 2), (400, 1))
+    for K in (1, 4, 16, 64)
+    for tk in [None if K * T * (C - 1) <= 60_000 else max(1, 40_000 // (K * T))]
+] + [(6001, 1, 64, None, 2), (6001, 26, 4, None, 1), (6001, 26, 64, 8, 1), (6001, 26, 1, None, 2),
+     (6001, 26, 16, 16, 1), (6001, 400, 16, 2, 1)]
+
+
+@pytest.mark.parametrize("C,T,K,top_k,B", PLAIN_CASES,
+                         ids=[f"C{c}-T{t}-K{k}-top{tk}" for c, t, k, tk, _ in PLAIN_CASES])
+def test_matches_reference(C, T, K, top_k, B):
+    lp = random_log_probs(B, T, C, seed=C + T + K)
+    lengths = random_lengths(B, T, seed=K)
+    run_both(lp, lengths, beam_width=K, top_k=top_k, nbest=min(K, 5))
+
+
+LEX_LM_CASES = [
+    (C, T, K, mode)
+    for C in (37, 96)
+    for T in (1, 26)
+    for K in (1, 4, 16, 64)
+    for mode in ("lexicon", "lm", "both")
+] + [(96, 400, 4, "lexicon"), (96, 400, 4, "lm"), (96, 400, 16, "both"), (6001, 26, 16, "lexicon"),
+     (6001, 26, 4, "lm"), (6001, 26, 16, "both")]
+
+_LM_CACHE: dict = {}
+
+
+def lexicon_lm_args(C, mode, seed):
+    args = {}
+    if mode in ("lexicon", "both"):
+        sep = 1 if C == 96 else None  # class 1 is ' ' in printable ASCII
+        args["lexicon"] = random_words(C, 200, seed, exclude=(sep,) if sep else ())
+        args["word_separator"] = sep
+    if mode in ("lm", "both"):
+        if C not in _LM_CACHE:
+            _LM_CACHE[C] = random_lm(C, C)
+        args.update(lm=_LM_CACHE[C], lm_weight=0.7, insertion_bonus=0.4)
+    return args
+
+
+@pytest.mark.parametrize("C,T,K,mode", LEX_LM_CASES, ids=[f"C{c}-T{t}-K{k}-{m}" for c, t, k, m in LEX_LM_CASES])
+def test_matches_reference_with_lexicon_and_lm(C, T, K, mode):
+    B = 2
+    # Peaked towards the lexicon's tokens, so that words get finished within the frames.
+    lp = random_log_probs(B, T, C, seed=3 * C + T + K, scale=3.0)
+    lengths = random_lengths(B, T, seed=T + K)
+    top_k = None if K * T * (C - 1) <= 60_000 else max(2, 30_000 // (K * T))
+    run_both(lp, lengths, beam_width=K, top_k=top_k, nbest=min(K, 4), **lexicon_lm_args(C, mode, seed=K))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_dtypes(dtype):
+    lp = random_log_probs(3, 12, 11, seed=5, dtype=dtype)
+    lengths = random_lengths(3, 12, seed=1)
+    run_both(lp, lengths, beam_width=6, nbest=3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pruning_options(seed):
+    lp = random_log_probs(3, 20, 9, seed=seed)
+    lengths = random_lengths(3, 20, seed=seed)
+    for top_k, threshold, skip in itertools.product([None, 1, 3], [None, 0.0, 2.5, math.inf], [None, 0.3, 1.0]):
+        run_both(lp, lengths, beam_width=5, top_k=top_k, beam_threshold=threshold, blank_skip_threshold=skip,
+                 nbest=5)
+
+
+def test_blank_not_zero_and_ties():
+    lp = random_log_probs(2, 9, 6, seed=3)
+    run_both(lp, None, blank=5, beam_width=8, nbest=8)
+    run_both(lp, None, blank=2, beam_width=3, nbest=3, lexicon=[[0, 3], [4], [0, 0]], word_separator=1)
+    # Every class equally likely: scores tie everywhere, the order falls back to the tokens.
+    flat = torch.zeros(2, 5, 4) - math.log(4)
+    run_both(flat, None, beam_width=7, nbest=7)
+    # Quantised log-probs with impossible classes (-inf).
+    g = torch.Generator().manual_seed(0)
+    q = torch.randint(0, 4, (3, 10, 5), generator=g).float().neg()
+    q[q == -3] = NEG_INF
+    q[:, :, 0] = torch.where(q[:, :, 0] == NEG_INF, -1.0, q[:, :, 0])
+    run_both(q, None, beam_width=6, nbest=6)
+
+
+def test_non_contiguous_input():
+    lp = random_log_probs(4, 11, 9, seed=1)
+    strided = lp.transpose(0, 1).contiguous().transpose(0, 1)
+    assert not strided.is_contiguous()
+    run_both(strided, None, beam_width=4, nbest=2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# exactness: brute force, exact CTC scores, lexicon constraint
+# ---------------------------------------------------------------------------------------------------------
+
+
+def brute_force(lp, blank):
+    """{labeling: log P(labeling)} over all C^T paths of lp: (T, C)."""
+    T, C = lp.shape
+    rows = lp.double().tolist()
+    acc: dict[tuple[int, ...], list[float]] = {}
+    for path in itertools.product(range(C), repeat=T):
+        out, prev = [], None
+        for k in path:
+            if k != blank and k != prev:
+                out.append(k)
+            prev = k
+        acc.setdefault(tuple(out), []).append(sum(rows[t][k] for t, k in enumerate(path)))
+    return {k: torch.logsumexp(torch.tensor(v, dtype=torch.float64), 0).item() for k, v in acc.items()}
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("T,C", [(1, 3), (3, 2), (4, 3), (5, 4), (6, 3)])
+def test_exhaustive_search_matches_brute_force(seed, T, C):
+    lp = random_log_probs(1, T, C, seed=seed * 10 + T)
+    exact = brute_force(lp[0], blank=0)
+    ranked = sorted(exact.items(), key=lambda kv: (-kv[1], kv[0]))[:6]
+    out = ctc_beam_search(lp, beam_width=10_000, nbest=6, backend="cpu")
+    for n, (label, score) in enumerate(ranked):
+        L = int(out.token_lengths[0, n])
+        assert tuple(out.tokens[0, n, :L].tolist()) == label
+        assert abs(float(out.scores[0, n]) - score) < 1e-9
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scores_equal_ctc_score_when_nothing_is_pruned(seed):
+    B, T, C = 3, 7, 4
+    lp = random_log_probs(B, T, C, seed=seed)
+    lengths = random_lengths(B, T, seed=seed)
+    out = ctc_beam_search(lp, lengths, beam_width=100_000, nbest=20, backend="cpu")
+    for b in range(B):
+        labels = [out.tokens[b, n, : int(out.token_lengths[b, n])].tolist()
+                  for n in range(20) if int(out.token_lengths[b, n]) >= 0]
+        want = ctc_score_ref(lp[b: b + 1].expand(len(labels), -1, -1), labels,
+                             lengths[b: b + 1].expand(len(labels)))
+        torch.testing.assert_close(out.acoustic_scores[b, : len(labels)], want, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(out.scores[b, : len(labels)], want, rtol=1e-9, atol=1e-9)
+
+
+def valid_words(label, words, sep):
+    if not label:
+        return True
+    if sep is None:
+        return label in words
+    parts, cur = [], []
+    for tok in label:
+        if tok == sep:
+            parts.append(tuple(cur))
+            cur = []
+        else:
+            cur.append(tok)
+    parts.append(tuple(cur))
+    return all(p in words for p in parts)
+
+
+@st.composite
+def lexicon_cases(draw):
+    C = draw(st.integers(3, 8))
+    sep = C - 1 if draw(st.booleans()) else None
+    word_tokens = list(range(1, C - 1)) if sep is not None else list(range(1, C))
+    words = draw(st.lists(st.lists(st.sampled_from(word_tokens), min_size=1, max_size=4), min_size=1,
+                          max_size=8))
+    T = draw(st.integers(1, 24))
+    return (C, sep, words, T, draw(st.integers(0, 2**31 - 1)), draw(st.integers(1, 12)),
+            draw(st.one_of(st.none(), st.integers(1, C - 1))), draw(st.one_of(st.none(), st.floats(0.0, 6.0))),
+            draw(st.integers(1, 8)), draw(st.floats(0.5, 4.0)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lexicon_cases())
+def test_lexicon_never_violated(case):
+    C, sep, words, T, seed, beam_width, top_k, threshold, nbest, scale = case
+    lp = random_log_probs(3, T, C, seed=seed % 10_000, scale=scale)
+    lengths = torch.tensor([T, T // 2, 1])
+    out = ctc_beam_search(lp, lengths, beam_width=beam_width, top_k=top_k, beam_threshold=threshold,
+                          lexicon=words, word_separator=sep, nbest=nbest, backend="cpu")
+    allowed = {tuple(w) for w in words}
+    for b in range(3):
+        for n in range(nbest):
+            L = int(out.token_lengths[b, n])
+            if L >= 0:
+                assert valid_words(tuple(out.tokens[b, n, :L].tolist()), allowed, sep)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fuzz: random shapes and values through the bare op; no crash, no hang, and the reference's answer
+# ---------------------------------------------------------------------------------------------------------
+
+VALUES = st.sampled_from([0.0, -0.5, -1.0, -2.0, -3.0, -30.0, NEG_INF, -1e-30, -1e30])
+
+
+@st.composite
+def fuzz_cases(draw):
+    B = draw(st.integers(1, 3))
+    T = draw(st.integers(0, 9))
+    C = draw(st.integers(1, 7))
+    quantised = draw(st.booleans())
+    if quantised:  # ties and -inf everywhere
+        values = draw(st.lists(VALUES, min_size=B * T * C, max_size=B * T * C))
+        lp = torch.tensor(values, dtype=torch.float32).reshape(B, T, C)
+    else:
+        lp = random_log_probs(B, T, C, seed=draw(st.integers(0, 10_000)), scale=draw(st.floats(0.1, 8.0)))
+    lengths = torch.tensor(draw(st.lists(st.integers(0, T), min_size=B, max_size=B)))
+    blank = draw(st.integers(0, C - 1))
+    kwargs = dict(blank=blank, beam_width=draw(st.integers(1, 9)), nbest=draw(st.integers(1, 5)),
+                  top_k=draw(st.one_of(st.none(), st.integers(1, 8))),
+                  beam_threshold=draw(st.one_of(st.none(), st.floats(0.0, 10.0))),
+                  blank_skip_threshold=draw(st.one_of(st.none(), st.floats(0.01, 1.0))))
+    others = [c for c in range(C) if c != blank]
+    if others and draw(st.booleans()):
+        sep = draw(st.one_of(st.none(), st.sampled_from(others))) if len(others) > 1 else None
+        word_tokens = [c for c in others if c != sep]
+        kwargs["lexicon"] = draw(st.lists(st.lists(st.sampled_from(word_tokens), min_size=1, max_size=4),
+                                          min_size=1, max_size=6))
+        kwargs["word_separator"] = sep
+    if others and draw(st.booleans()):
+        kwargs.update(lm=random_lm(C, 0, order=draw(st.integers(1, 4))) if blank == 0 else None,
+                      lm_weight=draw(st.floats(0.0, 3.0)), insertion_bonus=draw(st.floats(-2.0, 2.0)))
+        if kwargs["lm"] is None:
+            del kwargs["lm"]
+    return lp, lengths, kwargs
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fuzz_cases())
+def test_fuzz_against_reference(case):
+    lp, lengths, kwargs = case
+    run_both(lp, lengths, **kwargs)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 4), T=st.integers(0, 60), C=st.integers(1, 300), K=st.integers(1, 200),
+       seed=st.integers(0, 1000), scale=st.floats(0.0, 20.0))
+def test_fuzz_shapes_no_crash(B, T, C, K, seed, scale):
+    lp = random_log_probs(B, T, C, seed=seed, scale=scale)
+    out = ctc_beam_search(lp, random_lengths(B, T, seed), beam_width=K, nbest=3, backend="cpu")
+    assert out.tokens.shape == (B, 3, T)
+    assert (out.token_lengths[:, 0] >= 0).all()  # without a lexicon there is always a hypothesis
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the op itself: opcheck, torch.compile, argument checks of the bare op
+# ---------------------------------------------------------------------------------------------------------
+
+
+def op_args(lp, lengths, *, beam_width=4, nbest=2, trie=None, sep=None, lm=None, lm_weight=0.0):
+    trie_args = tuple(trie) if trie is not None else (None,) * 4
+    lm_args = (lm.keys, lm.values, lm.buckets, lm.filter, lm.token_map, lm.order, lm.bos) if lm is not None \
+        else (None, None, None, None, None, 1, -1)
+    return (lp, lengths, 0, beam_width, nbest, None, None, None, *trie_args, sep, *lm_args, lm_weight, 0.0)
+
+
+def test_opcheck():
+    lp = random_log_probs(3, 6, 5, seed=0)
+    lengths = torch.tensor([6, 2, 0])
+    lm = random_lm(5, 1).tensors
+    trie = compile_trie(LexiconTrie([[1, 2], [3]]))
+    for args in (op_args(lp, lengths), op_args(lp.half(), lengths, trie=trie, sep=4),
+                 op_args(lp.double(), lengths, lm=lm, lm_weight=0.5)):
+        torch.library.opcheck(torch.ops.crnn_fast.ctc_beam_search.default, args)
+
+
+def test_torch_compile_fullgraph():
+    op = torch.ops.crnn_fast.ctc_beam_search
+
+    @torch.compile(fullgraph=True, backend="aot_eager")
+    def decode(logits, lengths):
+        return op(*op_args(logits.log_softmax(-1), lengths))
+
+    logits = torch.randn(3, 8, 6)
+    lengths = torch.tensor([8, 5, 1])
+    for g, e in zip(decode(logits, lengths), op(*op_args(logits.log_softmax(-1), lengths))):
+        torch.testing.assert_close(g, e)
+
+
+def test_bare_op_checks_its_arguments():
+    op = torch.ops.crnn_fast.ctc_beam_search
+    lp = random_log_probs(2, 5, 4, seed=0)
+    lengths = torch.tensor([5, 2])
+    trie = compile_trie(LexiconTrie([[1, 2], [3]]))
+    lm = random_lm(4, 0).tensors
+
+    def with_(args, i, value):
+        args = list(args)
+        args[i] = value
+        return tuple(args)
+
+    base = op_args(lp, lengths)
+    bad_trie = (trie.offsets, trie.labels.clone().fill_(9), trie.children, trie.is_word)
+    cases = [
+        (with_(base, 0, lp[0]), "log_probs"),
+        (with_(base, 0, lp.clone().fill_(math.nan)), "log_probs"),
+        (with_(base, 0, lp.long()), "log_probs"),
+        (with_(base, 1, lengths.int()), "lengths"),
+        (with_(base, 1, torch.tensor([6, 2])), "lengths"),
+        (with_(base, 2, 4), "blank"),
+        (with_(base, 3, 0), "beam_width"),
+        (with_(base, 4, 0), "nbest"),
+        (with_(base, 5, 0), "top_k"),
+        (with_(base, 6, -1.0), "beam_threshold"),
+        (with_(base, 7, 0.0), "blank_skip_threshold"),
+        (op_args(lp, lengths, trie=bad_trie), "trie_labels"),
+        (op_args(lp, lengths, trie=(trie.offsets[:-1],) + tuple(trie)[1:]), "trie_offsets"),
+        (op_args(lp, lengths, sep=3), "word_separator"),
+        (op_args(lp, lengths, trie=trie, sep=3), "word_separator"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 17, lm.token_map[:2]), "lm_token_map"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 15, lm.buckets[:-1]), "lm_buckets"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 16, lm.filter[:3]), "lm_filter"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 18, 0), "lm_order"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 14, lm.values.abs()), "lm_values"),
+        (op_args(lp, lengths, lm=lm, lm_weight=-1.0), "lm_weight"),
+    ]
+    for args, name in cases:
+        with pytest.raises(RuntimeError, match=name):
+            op(*args)
+
+
+def test_python_wrapper_errors_name_the_argument():
+    lp = random_log_probs(2, 5, 4, seed=0)
+    nan = lp.clone()
+    nan[1, 2, 3] = math.nan
+    cases = [
+        (dict(log_probs=nan), ValueError, "log_probs"),
+        (dict(log_probs=lp[0]), ValueError, "log_probs"),
+        (dict(lengths=[6, 1]), ValueError, "lengths"),
+        (dict(beam_width=0), ValueError, "beam_width"),
+        (dict(nbest=0), ValueError, "nbest"),
+        (dict(top_k=0), ValueError, "top_k"),
+        (dict(blank_skip_threshold=2.0), ValueError, "blank_skip_threshold"),
+        (dict(lexicon=[]), ValueError, "lexicon"),
+        (dict(lexicon=[[1, 4]]), ValueError, "lexicon"),
+        (dict(lexicon=[[1]], word_separator=0), ValueError, "word_separator"),
+        (dict(lm=object(), lm_weight=1.0), TypeError, "lm"),
+        (dict(lm=random_lm(5, 0), lm_weight=1.0), ValueError, "lm"),
+        (dict(backend="tpu"), ValueError, "backend"),
+        (dict(backend="cuda"), ValueError, "backend"),
+    ]
+    for kwargs, exc, name in cases:
+        args = dict(log_probs=lp, backend="cpu") | kwargs
+        with pytest.raises(exc, match=rf"^{name}\b"):
+            ctc_beam_search(**args)
+
+
+def test_threads_agree():
+    lp = random_log_probs(16, 30, 20, seed=0)
+    lengths = random_lengths(16, 30, seed=0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ctc_beam_search(lp, lengths, beam_width=8, nbest=3, backend="cpu")
+        torch.set_num_threads(2)
+        two = ctc_beam_search(lp, lengths, beam_width=8, nbest=3, backend="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
