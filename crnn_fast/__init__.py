@@ -9,7 +9,7 @@ import torch
 
 from . import _ext
 from .nn import LSTM, convert_lstm
-from .ops import ctc_greedy
+from .ops import ctc_beam_search, ctc_greedy
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,8 @@ _LAZY = {
     "Charset": ("crnn_fast.data", "Charset"),
     "Recognizer": ("crnn_fast.recognize", "Recognizer"),
     "CTCDecoder": ("crnn_fast.decoding", "CTCDecoder"),
+    "CTCHypothesis": ("crnn_fast.decoding", "CTCHypothesis"),
+    "CharNgramLM": ("crnn_fast.decoding", "CharNgramLM"),
 }
 
 
@@ -39,6 +41,7 @@ def backends() -> dict:
 
     ops = {
         "ctc_greedy": ["ref"] + [d for d in ("cpu", "cuda") if _ext.has_kernel("ctc_greedy", d)],
+        "ctc_beam_search": ["ref"] + [d for d in ("cpu", "cuda") if _ext.has_kernel("ctc_beam_search", d)],
         "lstm": ["ref", "torch"] + (["triton"] if HAS_TRITON else [])
         + (["cuda"] if _ext.has_kernel("lstm_recurrence", "cuda") else []),
     }
@@ -51,5 +54,5 @@ def backends() -> dict:
     }
 
 
-__all__ = ["LSTM", "convert_lstm", "ctc_greedy", "backends", "CRNN", "Charset", "CTCDecoder", "Recognizer",
-           "__version__"]
+__all__ = ["LSTM", "convert_lstm", "ctc_greedy", "ctc_beam_search", "backends", "CRNN", "Charset", "CTCDecoder",
+           "CTCHypothesis", "CharNgramLM", "Recognizer", "__version__"]

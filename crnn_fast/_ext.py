@@ -33,3 +33,14 @@ def has_kernel(op: str, device_type: str) -> bool:
         return False
     key = {"cpu": "CPU", "cuda": "CUDA"}[device_type]
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"crnn_fast::{op}", key)
+
+
+# CUDA kernels that have run and passed their `pytest -m cuda` tests on a GPU. backend="auto" uses a compiled CUDA
+# kernel only when it is listed here (an unvalidated kernel must not become the default; it stays opt-in with
+# backend="cuda"); otherwise auto decodes CUDA tensors with the CPU kernel after one copy to the host.
+GPU_VALIDATED: frozenset[str] = frozenset()
+
+
+def auto_kernel(op: str, device_type: str) -> bool:
+    """Whether backend="auto" runs the compiled kernel of crnn_fast::<op> for tensors on `device_type`."""
+    return has_kernel(op, device_type) and (device_type == "cpu" or op in GPU_VALIDATED)

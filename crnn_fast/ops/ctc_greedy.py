@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from .._checks import check_blank, check_lengths, check_log_probs
-from .._ext import BUILD_HINT, HAS_EXTENSION, has_kernel, require_extension
+from .._ext import BUILD_HINT, HAS_EXTENSION, auto_kernel, has_kernel, require_extension
 from ..reference.ctc import GreedyOutput, ctc_greedy_ref
 
 CTC_GREEDY_BACKENDS = ("auto", "cpu", "cuda", "ref")
@@ -33,8 +33,10 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "ref":
         return backend
     if backend == "auto":
-        if has_kernel("ctc_greedy", device.type):
+        if auto_kernel("ctc_greedy", device.type):
             return device.type
+        if device.type == "cuda" and has_kernel("ctc_greedy", "cpu"):
+            return "cpu"  # the CUDA kernel is not validated on a GPU yet: decode on the host
         if not HAS_EXTENSION and not _warned_missing_extension:
             warnings.warn(f"crnn_fast._C is not built, so CTC decoding runs the slow eager reference; {BUILD_HINT}",
                           RuntimeWarning, stacklevel=3)
@@ -65,4 +67,7 @@ def ctc_greedy(log_probs: torch.Tensor, lengths=None, blank: int = 0, backend: s
     chosen = _resolve_backend(backend, log_probs.device)
     if chosen == "ref":
         return ctc_greedy_ref(log_probs, lengths, blank)
+    if chosen != log_probs.device.type:  # auto on a CUDA tensor without a validated CUDA kernel
+        out = torch.ops.crnn_fast.ctc_greedy(log_probs.cpu(), lengths.cpu(), blank)
+        return GreedyOutput(*(t.to(log_probs.device) for t in out))
     return GreedyOutput(*torch.ops.crnn_fast.ctc_greedy(log_probs, lengths, blank))

@@ -1,0 +1,66 @@
+// Launcher of the CUDA CTC prefix beam search (csrc/cuda/ctc_beam_search_kernel.cu). No torch headers, so
+// the .cu compiles in seconds; checks, allocation and streams live in ctc_beam_search_cuda.cpp.
+//   B batch, T frames, C classes (blank included), K beam width, N nbest, S trie nodes, E trie edges,
+//   M LM n-grams, O lm_order.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace crnn_fast {
+
+// The CUDA kernel keeps a beam slot per thread in a few places: K <= this.
+constexpr int64_t kCtcBeamCudaMaxBeam = 256;
+constexpr int kCtcBeamCudaMaxLMOrder = 32;
+
+struct CtcBeamSearchParams {
+  const void* log_probs;   // (B, T, C) contiguous; float32 when !is_double else float64
+  bool is_double;
+  const int64_t* lengths;  // (B,)
+  int64_t B, T, C, blank, beam_width, nbest;
+  bool use_top_k;  int64_t top_k;            // top_k < C - 1
+  bool use_threshold;  double beam_threshold;
+  bool use_skip;  double skip_floor;         // log(blank_skip_threshold)
+  // lexicon trie (use_lexicon): crnn_fast/decoding/lexicon.py layout
+  bool use_lexicon;
+  const int64_t* trie_offsets;   // (S + 1,)
+  const int64_t* trie_labels;    // (E,)
+  const int64_t* trie_children;  // (E,)
+  const bool* trie_is_word;      // (S,)
+  int64_t separator;             // -1: none
+  // LM (use_lm: an LM is given and lm_weight != 0): crnn_fast/decoding/lm.py layout
+  bool use_lm;
+  const uint64_t* lm_keys;       // (M,) sorted
+  const double* lm_values;       // (M, 3) log10 prob, log10 backoff, largest log10 prob of an extension
+  double lm_max_unigram;         // largest unigram log10 prob (the empty n-gram's third column), 0 if none
+  const int64_t* lm_buckets;     // (2^bits + 1,)
+  int lm_shift;                  // 64 - bits
+  const uint64_t* lm_filter;     // (W,) Bloom filter of the keys, W a power of two
+  uint64_t lm_filter_mask;       // 64 W - 1
+  const int64_t* lm_token_map;   // (C,)
+  int lm_order;
+  int64_t lm_bos;
+  double lm_weight, bonus;
+  // outputs
+  int64_t* tokens;       // (B, N, T)
+  int64_t* out_lengths;  // (B, N)
+  int64_t* frames;       // (B, N, T)
+  float* confidences;    // (B, N, T)
+  double* scores;        // (B, N)
+  double* acoustic;      // (B, N)
+  double* lm_scores;     // (B, N)
+  int32_t* status;       // (B,) out: 0 ok, 1 NaN/+inf in a valid row, 2 lengths[b] outside [0, T]
+  // scratch, sizes from ctc_beam_search_scratch_sizes
+  int32_t* nodes;        // (B, node_cap, 3): parent, token, frame of every prefix created
+  int64_t* lm_ctx;       // (B, 2, K, max(O - 1, 1))
+  double* lm_acc;        // (B, 2, K, O + 1): backoff sums A[k]; slot O holds the context's upper bound
+  int32_t* lm_meta;      // (B, 2, K, 2): number of context words, longest stored context
+};
+
+// Elements of each scratch tensor (nodes in int32, lm_ctx in int64, lm_acc in double, lm_meta in int32).
+void ctc_beam_search_scratch_sizes(int64_t B, int64_t T, int64_t K, int lm_order, bool use_lm, int64_t* nodes,
+                                   int64_t* lm_ctx, int64_t* lm_acc, int64_t* lm_meta);
+
+cudaError_t launch_ctc_beam_search(const CtcBeamSearchParams& p, cudaStream_t stream);
+
+}  // namespace crnn_fast
