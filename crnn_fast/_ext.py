@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import torch
 
@@ -44,3 +45,37 @@ GPU_VALIDATED: frozenset[str] = frozenset()
 def auto_kernel(op: str, device_type: str) -> bool:
     """Whether backend="auto" runs the compiled kernel of crnn_fast::<op> for tensors on `device_type`."""
     return has_kernel(op, device_type) and (device_type == "cpu" or op in GPU_VALIDATED)
+
+
+DECODING_BACKENDS = ("auto", "cpu", "cuda", "ref")
+_warned_reference: set[str] = set()
+
+
+def resolve_decoding_backend(op: str, backend: str, device: torch.device) -> str:
+    """The kernel of crnn_fast::<op> that runs for tensors on `device`: "cpu", "cuda" or "ref".
+
+    "auto": the device's compiled kernel (for CUDA only once validated, see GPU_VALIDATED), else the CPU kernel
+    (the caller copies CUDA tensors to the host), else the reference with a one-time warning. "cpu" runs the CPU
+    kernel whatever the device (with a copy); "cuda" needs CUDA tensors. A missing kernel raises, saying how to
+    build it."""
+    if backend not in DECODING_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, DECODING_BACKENDS))}, got {backend!r}")
+    if backend == "ref":
+        return backend
+    if backend == "auto":
+        if auto_kernel(op, device.type):
+            return device.type
+        if has_kernel(op, "cpu"):
+            return "cpu"
+        if op not in _warned_reference:
+            warnings.warn(f"crnn_fast._C is not built, so crnn_fast.{op} runs the slow eager reference; {BUILD_HINT}",
+                          RuntimeWarning, stacklevel=3)
+            _warned_reference.add(op)
+        return "ref"
+    if backend == "cuda" and device.type != "cuda":
+        raise ValueError(f"backend='cuda' needs log_probs on a CUDA device, got {device}")
+    require_extension(op)
+    if not has_kernel(op, backend):
+        raise RuntimeError(f"crnn_fast._C was built without {backend.upper()} kernels; rebuild it with a CUDA build "
+                           f"of torch and nvcc on PATH (CRNN_FAST_BUILD_CUDA=1)")
+    return backend

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import crnn_fast.ops.ctc_beam_search as _beam_op
 
 from .._checks import check_lengths, check_log_probs
-from ..reference.ctc import LexiconTrie, _check_int, _check_real, ctc_greedy_ref
+from ..reference.ctc import LexiconTrie, check_beam_search_options, ctc_greedy_ref
 from .lexicon import encode_lexicon
 from .lm import BoundLM, CharNgramLM
 
@@ -91,23 +91,9 @@ class CTCDecoder:
         self._ids = {c: i for i, c in enumerate(self.labels) if c is not None}
         self.num_classes = num_classes
 
-        self.beam_width = _check_int(beam_width, "beam_width", low=1)
-        self.nbest = _check_int(nbest, "nbest", low=1)
-        self.top_k = None if top_k is None else _check_int(top_k, "top_k", low=1)
-        self.beam_threshold = None
-        if beam_threshold is not None:
-            self.beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
-            if self.beam_threshold < 0:
-                raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
-        self.blank_skip_threshold = None
-        if blank_skip_threshold is not None:
-            self.blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
-            if not 0.0 < self.blank_skip_threshold <= 1.0:
-                raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
-        self.lm_weight = _check_real(lm_weight, "lm_weight")
-        if self.lm_weight < 0:
-            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
-        self.insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
+        (self.beam_width, self.nbest, self.top_k, self.beam_threshold, self.blank_skip_threshold, self.lm_weight,
+         self.insertion_bonus) = check_beam_search_options(beam_width, nbest, top_k, beam_threshold,
+                                                           blank_skip_threshold, lm_weight, insertion_bonus)
         if backend not in _beam_op.CTC_BEAM_SEARCH_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, _beam_op.CTC_BEAM_SEARCH_BACKENDS))}, "
                              f"got {backend!r}")

@@ -9,25 +9,24 @@ decodes CUDA tensors with the CPU kernel (one device-to-host copy).
 from __future__ import annotations
 
 import math
-import warnings
 import weakref
 from typing import NamedTuple
 
 import torch
 
 from .._checks import FLOAT_DTYPES, check_blank, check_lengths, check_log_probs, check_tensor
-from .._ext import BUILD_HINT, HAS_EXTENSION, auto_kernel, has_kernel, require_extension
+from .._ext import DECODING_BACKENDS, HAS_EXTENSION, resolve_decoding_backend
 from ..decoding.lexicon import TrieTensors, compile_trie
 from ..decoding.lm import BoundLM
 from ..reference.ctc import (
     LexiconTrie,
-    _check_int,
-    _check_real,
+    check_beam_search_options,
+    check_lexicon,
     ctc_beam_search_ref,
     token_confidences_ref,
 )
 
-CTC_BEAM_SEARCH_BACKENDS = ("auto", "cpu", "cuda", "ref")
+CTC_BEAM_SEARCH_BACKENDS = DECODING_BACKENDS
 
 
 class BeamSearchOutput(NamedTuple):
@@ -76,57 +75,14 @@ if HAS_EXTENSION:
 # backend choice
 # ---------------------------------------------------------------------------------------------------------
 
-_warned_missing_extension = False
-
-
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """The kernel that runs: "cpu", "cuda" or "ref". Raises for an unknown name or a missing kernel."""
-    global _warned_missing_extension
-    if backend not in CTC_BEAM_SEARCH_BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, CTC_BEAM_SEARCH_BACKENDS))}, "
-                         f"got {backend!r}")
-    if backend == "ref":
-        return backend
-    if backend == "auto":
-        if auto_kernel("ctc_beam_search", device.type):
-            return device.type
-        if has_kernel("ctc_beam_search", "cpu"):
-            return "cpu"  # a CUDA tensor and no CUDA kernel: decode on the host
-        if not HAS_EXTENSION and not _warned_missing_extension:
-            warnings.warn(f"crnn_fast._C is not built, so CTC beam search runs the slow eager reference; "
-                          f"{BUILD_HINT}", RuntimeWarning, stacklevel=3)
-            _warned_missing_extension = True
-        return "ref"
-    require_extension("ctc_beam_search")
-    if backend == "cuda":
-        if device.type != "cuda":
-            raise ValueError(f"backend='cuda' needs log_probs on a CUDA device, got {device}")
-        if not has_kernel("ctc_beam_search", "cuda"):
-            raise RuntimeError("crnn_fast._C has no CUDA kernel for ctc_beam_search; use backend='cpu' or 'auto' "
-                               "(decodes on the host), or rebuild with a CUDA build of torch and nvcc on PATH "
-                               "(CRNN_FAST_BUILD_CUDA=1) once the CUDA beam search exists")
-    return backend
+    """The kernel that runs crnn_fast::ctc_beam_search: "cpu", "cuda" or "ref" (resolve_decoding_backend's rule)."""
+    return resolve_decoding_backend("ctc_beam_search", backend, device)
 
 
 def resolve_greedy_backend(backend: str, device: torch.device) -> str:
-    """resolve_backend's choice for crnn_fast::ctc_greedy (the decoder's beam_width=1 path)."""
-    if backend not in CTC_BEAM_SEARCH_BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, CTC_BEAM_SEARCH_BACKENDS))}, "
-                         f"got {backend!r}")
-    if backend == "ref":
-        return backend
-    if backend == "auto":
-        if auto_kernel("ctc_greedy", device.type):
-            return device.type
-        return "cpu" if has_kernel("ctc_greedy", "cpu") else "ref"
-    require_extension("ctc_greedy")
-    if backend == "cuda":
-        if device.type != "cuda":
-            raise ValueError(f"backend='cuda' needs log_probs on a CUDA device, got {device}")
-        if not has_kernel("ctc_greedy", "cuda"):
-            raise RuntimeError("crnn_fast._C was built without CUDA kernels; rebuild it with a CUDA build of torch "
-                               "and nvcc on PATH (CRNN_FAST_BUILD_CUDA=1)")
-    return backend
+    """The same choice for crnn_fast::ctc_greedy (the decoder's beam_width=1 path)."""
+    return resolve_decoding_backend("ctc_greedy", backend, device)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -168,22 +124,9 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
     B, T, C = log_probs.shape
     lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
     blank = check_blank(blank, C)
-    beam_width = _check_int(beam_width, "beam_width", low=1)
-    nbest = _check_int(nbest, "nbest", low=1)
-    if top_k is not None:
-        top_k = _check_int(top_k, "top_k", low=1)
-    if beam_threshold is not None:
-        beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
-        if beam_threshold < 0:
-            raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
-    if blank_skip_threshold is not None:
-        blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
-        if not 0.0 < blank_skip_threshold <= 1.0:
-            raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
-    lm_weight = _check_real(lm_weight, "lm_weight")
-    if lm_weight < 0:
-        raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
-    insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
+    beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight, insertion_bonus = \
+        check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight,
+                                  insertion_bonus)
     if lm is not None and not isinstance(lm, BoundLM):
         raise TypeError(f"lm must be a BoundLM (CharNgramLM.bind(labels)), got {type(lm).__name__}")
     if lm is not None and len(lm.labels) != C:
@@ -200,24 +143,8 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
                                    blank_skip_threshold=blank_skip_threshold)
         return _pack(hyps, log_probs, lengths, nbest)
 
-    if word_separator is not None:
-        word_separator = _check_int(word_separator, "word_separator")
-        if not 0 <= word_separator < C:
-            raise ValueError(f"word_separator must be in [0, {C}), got {word_separator}")
-        if word_separator == blank:
-            raise ValueError(f"word_separator must differ from blank ({blank})")
-        if trie is None:
-            raise ValueError("word_separator requires a lexicon")
-    trie_args = (None, None, None, None)
-    if trie is not None:
-        bad = sorted(t for t in trie.token_ids if not 0 <= t < C)
-        if bad:
-            raise ValueError(f"lexicon holds token ids outside [0, {C}): {bad}")
-        if blank in trie.token_ids:
-            raise ValueError(f"lexicon words must not contain the blank id {blank}")
-        if word_separator is not None and word_separator in trie.token_ids:
-            raise ValueError(f"lexicon words must not contain the word_separator id {word_separator}")
-        trie_args = tuple(_trie_tensors(trie))
+    trie, word_separator = check_lexicon(trie, word_separator, C, blank)
+    trie_args = (None, None, None, None) if trie is None else tuple(_trie_tensors(trie))
     lm_args: tuple = (None, None, None, None, None, 1, -1)
     if lm is not None:
         t = lm.tensors

@@ -364,6 +364,53 @@ class _LexiconRule:
         return len(last) > 0 and self.trie.is_word(last)
 
 
+def check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight,
+                              insertion_bonus):
+    """The scalar options of a CTC beam search, checked (errors name the argument) and normalised."""
+    beam_width = _check_int(beam_width, "beam_width", low=1)
+    nbest = _check_int(nbest, "nbest", low=1)
+    if top_k is not None:
+        top_k = _check_int(top_k, "top_k", low=1)
+    if beam_threshold is not None:
+        beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
+        if beam_threshold < 0:
+            raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
+    if blank_skip_threshold is not None:
+        blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
+        if not 0.0 < blank_skip_threshold <= 1.0:
+            raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
+    lm_weight = _check_real(lm_weight, "lm_weight")
+    if lm_weight < 0:
+        # A negative weight would turn an LM's -inf (forbidden token) into +inf.
+        raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+    insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
+    return beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight, insertion_bonus
+
+
+def check_lexicon(lexicon, word_separator, num_classes: int, blank: int):
+    """(LexiconTrie or None, word_separator or None), checked against C classes and the blank."""
+    C = num_classes
+    if word_separator is not None:
+        word_separator = _check_int(word_separator, "word_separator")
+        if not 0 <= word_separator < C:
+            raise ValueError(f"word_separator must be in [0, {C}), got {word_separator}")
+        if word_separator == blank:
+            raise ValueError(f"word_separator must differ from blank ({blank})")
+        if lexicon is None:
+            raise ValueError("word_separator requires a lexicon")
+    if lexicon is None:
+        return None, word_separator
+    trie = lexicon if isinstance(lexicon, LexiconTrie) else LexiconTrie(lexicon)
+    bad = sorted(t for t in trie.token_ids if not 0 <= t < C)
+    if bad:
+        raise ValueError(f"lexicon holds token ids outside [0, {C}): {bad}")
+    if blank in trie.token_ids:
+        raise ValueError(f"lexicon words must not contain the blank id {blank}")
+    if word_separator is not None and word_separator in trie.token_ids:
+        raise ValueError(f"lexicon words must not contain the word_separator id {word_separator}")
+    return trie, word_separator
+
+
 def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = None, blank: int = 0,
                         beam_width: int = 10, top_k: int | None = None, beam_threshold: float | None = None,
                         lexicon=None, word_separator: int | None = None, lm=None, lm_weight: float = 0.0,
@@ -427,46 +474,14 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
     B, T, C = log_probs.shape
     lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
     blank = check_blank(blank, C)
-    beam_width = _check_int(beam_width, "beam_width", low=1)
-    nbest = _check_int(nbest, "nbest", low=1)
-    if top_k is not None:
-        top_k = _check_int(top_k, "top_k", low=1)
-    if beam_threshold is not None:
-        beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
-        if beam_threshold < 0:
-            raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
-    skip_floor = None
-    if blank_skip_threshold is not None:
-        blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
-        if not 0.0 < blank_skip_threshold <= 1.0:
-            raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
-        skip_floor = math.log(blank_skip_threshold)
-    lm_weight = _check_real(lm_weight, "lm_weight")
-    if lm_weight < 0:
-        # A negative weight would turn an LM's -inf (forbidden token) into +inf.
-        raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
-    insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
+    beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight, insertion_bonus = \
+        check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight,
+                                  insertion_bonus)
+    skip_floor = None if blank_skip_threshold is None else math.log(blank_skip_threshold)
     if lm is not None and not callable(lm):
         raise TypeError(f"lm must be a callable lm(context, token) -> float, got {type(lm).__name__}")
-    if word_separator is not None:
-        word_separator = _check_int(word_separator, "word_separator")
-        if not 0 <= word_separator < C:
-            raise ValueError(f"word_separator must be in [0, {C}), got {word_separator}")
-        if word_separator == blank:
-            raise ValueError(f"word_separator must differ from blank ({blank})")
-        if lexicon is None:
-            raise ValueError("word_separator requires a lexicon")
-    rule = None
-    if lexicon is not None:
-        trie = lexicon if isinstance(lexicon, LexiconTrie) else LexiconTrie(lexicon)
-        bad = sorted(t for t in trie.token_ids if not 0 <= t < C)
-        if bad:
-            raise ValueError(f"lexicon holds token ids outside [0, {C}): {bad}")
-        if blank in trie.token_ids:
-            raise ValueError(f"lexicon words must not contain the blank id {blank}")
-        if word_separator is not None and word_separator in trie.token_ids:
-            raise ValueError(f"lexicon words must not contain the word_separator id {word_separator}")
-        rule = _LexiconRule(trie, word_separator)
+    trie, word_separator = check_lexicon(lexicon, word_separator, C, blank)
+    rule = None if trie is None else _LexiconRule(trie, word_separator)
     use_lm = lm is not None and lm_weight != 0.0
 
     def lm_term(context: tuple[int, ...], token: int) -> float:

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../ctc_beam_search_checks.h"
 #include "ctc_lm.h"
 
 namespace crnn_fast {
@@ -754,14 +755,6 @@ class SequenceDecoder {
 
 // ---- host code -------------------------------------------------------------------------------------------
 
-void check_optional_1d(const std::optional<at::Tensor>& x, const char* name, at::ScalarType dtype,
-                       const at::Device& device) {
-  if (!x.has_value()) return;
-  TORCH_CHECK(x->dim() == 1, name, " must have 1 dimension, got ", x->dim());
-  TORCH_CHECK(x->scalar_type() == dtype, name, " must be ", dtype, ", got ", x->scalar_type());
-  TORCH_CHECK(x->device() == device, name, " must be on ", device, ", got ", x->device());
-}
-
 BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank,
                                int64_t beam_width, int64_t nbest, std::optional<int64_t> top_k,
                                std::optional<double> beam_threshold, std::optional<double> blank_skip_threshold,
@@ -775,28 +768,11 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
                                const std::optional<at::Tensor>& lm_filter_in,
                                const std::optional<at::Tensor>& lm_token_map_in, int64_t lm_order, int64_t lm_bos,
                                double lm_weight, double insertion_bonus) {
-  CHECK_DIM(log_probs_in, 3);
-  CHECK_FLOATING(log_probs_in);
-  CHECK_DIM(lengths_in, 1);
-  CHECK_DTYPE(lengths_in, at::kLong);
-  const at::Device cpu = log_probs_in.device();
-  CHECK_DEVICE(lengths_in, cpu);
-  const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
-  TORCH_CHECK(B > 0, "log_probs must hold at least one sequence (B > 0)");
-  TORCH_CHECK(C > 0, "log_probs must have at least one class (C > 0)");
-  TORCH_CHECK(lengths_in.size(0) == B, "lengths must have B=", B, " entries, got ", lengths_in.size(0));
-  TORCH_CHECK(blank >= 0 && blank < C, "blank must be in [0, C=", C, "), got ", blank);
-  TORCH_CHECK(beam_width >= 1, "beam_width must be >= 1, got ", beam_width);
+  beam_checks::check_inputs_and_options(log_probs_in, lengths_in, blank, beam_width, nbest, top_k, beam_threshold,
+                                        blank_skip_threshold, lm_weight, insertion_bonus);
   TORCH_CHECK(beam_width <= (1LL << 24), "beam_width must be <= 2^24, got ", beam_width);
-  TORCH_CHECK(nbest >= 1, "nbest must be >= 1, got ", nbest);
-  TORCH_CHECK(C < (1LL << 31), "log_probs has too many classes (C=", C, ")");
-  TORCH_CHECK(!top_k.has_value() || *top_k >= 1, "top_k must be >= 1, got ", top_k.value_or(0));
-  TORCH_CHECK(!beam_threshold.has_value() || (*beam_threshold >= 0 && !std::isnan(*beam_threshold)),
-              "beam_threshold must be >= 0, got ", beam_threshold.value_or(0));
-  TORCH_CHECK(!blank_skip_threshold.has_value() || (*blank_skip_threshold > 0 && *blank_skip_threshold <= 1),
-              "blank_skip_threshold must be in (0, 1], got ", blank_skip_threshold.value_or(0));
-  TORCH_CHECK(std::isfinite(lm_weight) && lm_weight >= 0, "lm_weight must be finite and >= 0, got ", lm_weight);
-  TORCH_CHECK(std::isfinite(insertion_bonus), "insertion_bonus must be finite, got ", insertion_bonus);
+  const at::Device cpu = log_probs_in.device();
+  const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
 
   const at::Tensor lengths = lengths_in.contiguous();
   const int64_t* len = lengths.data_ptr<int64_t>();
@@ -835,52 +811,26 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
                         trie_is_word_in.has_value();
   at::Tensor trie_offsets, trie_labels, trie_children, trie_is_word;
   if (any_trie) {
-    TORCH_CHECK(trie_offsets_in.has_value() && trie_labels_in.has_value() && trie_children_in.has_value() &&
-                    trie_is_word_in.has_value(),
-                "lexicon: trie_offsets, trie_labels, trie_children and trie_is_word must be given together");
-    check_optional_1d(trie_offsets_in, "trie_offsets", at::kLong, cpu);
-    check_optional_1d(trie_labels_in, "trie_labels", at::kLong, cpu);
-    check_optional_1d(trie_children_in, "trie_children", at::kLong, cpu);
-    check_optional_1d(trie_is_word_in, "trie_is_word", at::kBool, cpu);
+    const beam_checks::TrieSizes sizes =
+        beam_checks::check_trie_tensors(trie_offsets_in, trie_labels_in, trie_children_in, trie_is_word_in, cpu);
     trie_offsets = trie_offsets_in->contiguous();
     trie_labels = trie_labels_in->contiguous();
     trie_children = trie_children_in->contiguous();
     trie_is_word = trie_is_word_in->contiguous();
-    const int64_t S = trie_is_word.size(0), E = trie_labels.size(0);
-    TORCH_CHECK(S >= 1 && trie_offsets.size(0) == S + 1,
-                "trie_offsets must have one more entry than trie_is_word (S + 1 with S >= 1 nodes), got ",
-                trie_offsets.size(0), " and ", S);
-    TORCH_CHECK(trie_children.size(0) == E, "trie_children must have as many entries as trie_labels (", E,
-                "), got ", trie_children.size(0));
-    TORCH_CHECK(S < (1LL << 31), "lexicon trie too large");
     const int64_t* off = trie_offsets.data_ptr<int64_t>();
     const int64_t* lab = trie_labels.data_ptr<int64_t>();
     const int64_t* chi = trie_children.data_ptr<int64_t>();
-    TORCH_CHECK(off[0] == 0 && off[S] == E, "trie_offsets must start at 0 and end at ", E);
-    for (int64_t s = 0; s < S; ++s) {
-      TORCH_CHECK(off[s] <= off[s + 1], "trie_offsets must be non-decreasing (node ", s, ")");
-      for (int64_t k = off[s]; k < off[s + 1]; ++k) {
-        TORCH_CHECK(lab[k] >= 0 && lab[k] < C && lab[k] != blank, "trie_labels must be class ids in [0, ", C,
-                    ") other than blank, got ", lab[k]);
-        TORCH_CHECK(k == off[s] || lab[k - 1] < lab[k], "trie_labels must be strictly ascending within a node");
-        TORCH_CHECK(chi[k] > 0 && chi[k] < S, "trie_children must be node ids in [1, ", S, "), got ", chi[k]);
-      }
-    }
     if (word_separator.has_value()) {
-      const int64_t s = *word_separator;
-      TORCH_CHECK(s >= 0 && s < C && s != blank, "word_separator must be a class id in [0, ", C,
-                  ") other than blank, got ", s);
-      for (int64_t k = 0; k < E; ++k) {
-        TORCH_CHECK(lab[k] != s, "lexicon words must not contain the word_separator ", s);
-      }
-      P.separator = s;
+      beam_checks::check_word_separator(*word_separator, C, blank);
+      P.separator = *word_separator;
     }
+    beam_checks::check_trie_contents(off, lab, chi, sizes, C, blank, word_separator);
     P.use_lexicon = true;
     P.trie.offsets = off;
     P.trie.labels = lab;
     P.trie.children = chi;
     P.trie.is_word = trie_is_word.data_ptr<bool>();
-    P.trie.num_nodes = S;
+    P.trie.num_nodes = sizes.nodes;
   } else {
     TORCH_CHECK(!word_separator.has_value(), "word_separator requires a lexicon");
   }
@@ -891,53 +841,20 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
   at::Tensor lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map;
   std::vector<double> lm_unigram;
   if (any_lm) {
-    TORCH_CHECK(lm_keys_in.has_value() && lm_values_in.has_value() && lm_buckets_in.has_value() &&
-                    lm_filter_in.has_value() && lm_token_map_in.has_value(),
-                "lm: lm_keys, lm_values, lm_buckets, lm_filter and lm_token_map must be given together");
-    check_optional_1d(lm_keys_in, "lm_keys", at::kLong, cpu);
-    check_optional_1d(lm_buckets_in, "lm_buckets", at::kLong, cpu);
-    check_optional_1d(lm_filter_in, "lm_filter", at::kLong, cpu);
-    check_optional_1d(lm_token_map_in, "lm_token_map", at::kLong, cpu);
-    TORCH_CHECK(lm_values_in->dim() == 2 && lm_values_in->size(1) == 3, "lm_values must have shape (M, 3), got ",
-                lm_values_in->sizes());
-    CHECK_DTYPE(*lm_values_in, at::kDouble);
-    CHECK_DEVICE(*lm_values_in, cpu);
-    TORCH_CHECK(lm_order >= 1 && lm_order <= kMaxLMOrder, "lm_order must be in [1, ", kMaxLMOrder, "], got ",
-                lm_order);
+    const beam_checks::LMSizes sizes =
+        beam_checks::check_lm_tensors(lm_keys_in, lm_values_in, lm_buckets_in, lm_filter_in, lm_token_map_in, lm_order,
+                                      lm_bos, kMaxLMOrder, C, cpu);
     lm_keys = lm_keys_in->contiguous();
     lm_values = lm_values_in->contiguous();
     lm_buckets = lm_buckets_in->contiguous();
     lm_filter = lm_filter_in->contiguous();
-    const int64_t nw = lm_filter.size(0);
-    TORCH_CHECK(nw >= 1 && (nw & (nw - 1)) == 0 && nw <= (int64_t{1} << 57),
-                "lm_filter must have a power-of-two number of words, got ", nw);
     lm_token_map = lm_token_map_in->contiguous();
-    const int64_t M = lm_keys.size(0);
-    TORCH_CHECK(lm_values.size(0) == M, "lm_values must have one row per key (", M, "), got ", lm_values.size(0));
-    TORCH_CHECK(lm_token_map.size(0) == C, "lm_token_map must have C=", C, " entries, got ", lm_token_map.size(0));
-    const int64_t nb = lm_buckets.size(0) - 1;
-    TORCH_CHECK(nb >= 2 && (nb & (nb - 1)) == 0, "lm_buckets must have 2^bits + 1 entries (bits >= 1), got ",
-                nb + 1);
     const int64_t* bk = lm_buckets.data_ptr<int64_t>();
-    TORCH_CHECK(bk[0] == 0 && bk[nb] == M, "lm_buckets must start at 0 and end at ", M);
-    for (int64_t i = 0; i < nb; ++i) TORCH_CHECK(bk[i] <= bk[i + 1], "lm_buckets must be non-decreasing");
     const double* vals = lm_values.data_ptr<double>();
-    // The decoder's upper bounds rely on these: probabilities <= 1 (and the largest-extension column
-    // really the largest: a wrong one can only prune differently, never crash).
-    for (int64_t i = 0; i < M; ++i) {
-      TORCH_CHECK(!std::isnan(vals[3 * i]) && vals[3 * i] <= 0, "lm_values: log10 probabilities must be <= 0, got ",
-                  vals[3 * i]);
-      TORCH_CHECK(std::isfinite(vals[3 * i + 1]), "lm_values: log10 backoffs must be finite, got ", vals[3 * i + 1]);
-      TORCH_CHECK(!std::isnan(vals[3 * i + 2]) && vals[3 * i + 2] <= 0,
-                  "lm_values: largest next log10 probabilities must be <= 0, got ", vals[3 * i + 2]);
-    }
     const int64_t* tm = lm_token_map.data_ptr<int64_t>();
-    for (int64_t c = 0; c < C; ++c) {
-      TORCH_CHECK(c == blank || tm[c] >= 0, "lm_token_map[", c, "] must be an LM word id >= 0, got ", tm[c]);
-    }
-    TORCH_CHECK(lm_bos >= -1, "lm_bos must be an LM word id or -1, got ", lm_bos);
-    int bits = 0;
-    while ((int64_t{1} << bits) < nb) ++bits;
+    beam_checks::check_lm_contents(bk, vals, tm, sizes, C, blank);
+    const int64_t M = sizes.rows, nw = sizes.filter_words;
+    const int bits = sizes.bits;
     P.lm.keys = reinterpret_cast<const uint64_t*>(lm_keys.data_ptr<int64_t>());
     P.lm.values = vals;
     P.lm.buckets = bk;

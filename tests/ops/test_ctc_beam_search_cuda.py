@@ -12,7 +12,6 @@ import ctypes
 import functools
 import math
 import os
-import random
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +20,7 @@ import pytest
 import torch
 
 from crnn_fast import _ext
-from crnn_fast.decoding import CharNgramLM, compile_trie
+from crnn_fast.decoding import compile_trie
 from crnn_fast.ops.ctc_beam_search import ctc_beam_search
 from crnn_fast.reference.ctc import LexiconTrie, ctc_beam_search_ref, token_confidences_ref
 
@@ -39,31 +38,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 _LM_CACHE: dict = {}
 
 
-def random_log_probs(B, T, C, seed, scale=2.0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(B, T, C, generator=g, dtype=torch.float64)).log_softmax(-1).to(dtype)
-
-
-def random_lengths(B, T, seed):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(0, T + 1, (B,), generator=g)
-    lengths[0] = T
-    return lengths
-
-
-def random_words(C, n, seed, *, exclude=(), max_len=4):
-    rng = random.Random(seed)
-    tokens = [c for c in range(1, C) if c not in exclude]
-    return sorted({tuple(rng.choice(tokens) for _ in range(rng.randint(1, max_len))) for _ in range(n)})
-
-
-def random_lm(C, seed, order=3):
-    """A CharNgramLM over made-up characters, bound to C classes (class 0 the blank)."""
-    rng = random.Random(seed)
-    chars = [chr(0x4E00 + i) for i in range(C - 1)]
-    common = chars[: min(len(chars), 30)]
-    lines = ["".join(rng.choice(common) for _ in range(rng.randint(3, 30))) for _ in range(60)]
-    return CharNgramLM.from_text(lines, order).bind([None] + chars)
+# The input generators of the CPU op's tests (tests/ops is on sys.path under pytest's default import mode).
+from test_ctc_beam_search import random_lengths, random_lm, random_log_probs, random_words  # noqa: E402
 
 
 def assert_matches_reference(out, ref, log_probs, lengths, *, rtol=1e-9):
