@@ -133,7 +133,7 @@ def cmd_train(args) -> int:
 
     overrides = {k: getattr(args, k) for k in ("out_dir", "variant", "steps", "batch_size", "lr", "device",
                                                "threads", "num_workers", "seed", "train_data", "time_budget_s",
-                                               "val_every", "ckpt_every", "schedule")}
+                                               "val_every", "ckpt_every", "schedule", "init_from")}
     if args.amp:
         overrides["amp"] = True
     if args.no_progress:
@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", default=None, help="labels.tsv folder or LMDB instead of synthetic data")
     p.add_argument("--val-every", type=int, default=None)
     p.add_argument("--ckpt-every", type=int, default=None)
+    p.add_argument("--init-from", default=None,
+                   help="start from these weights (run .pt, model name or .safetensors) with a fresh optimizer")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT_DIR/last.pt exists")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--export", default=None, help="export the best model here when done")

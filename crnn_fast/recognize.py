@@ -103,10 +103,12 @@ class Recognizer:
     def recognize(self, images, *, batch_size: int | None = None, beam: int | None = None,
                   lexicon: Iterable[str] | str | os.PathLike | None = None, progress: bool = False
                   ) -> list[RecognitionResult] | RecognitionResult:
-        """Recognise `images`: a list of paths, PIL images and/or numpy arrays (uint8/uint16/float; gray, RGB,
-        RGBA or palette). A single path / image / array gives a single result, a list a list in input order.
+        """Recognise `images`: a list of paths, encoded image bytes, PIL images and/or numpy arrays
+        (uint8/uint16/float; gray, RGB, RGBA or palette). A single path / image / array gives a single result,
+        a list a list in input order.
         A bad item gets a result with .error set; the others are still recognised."""
-        single = isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor))
+        single = isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray,
+                                     torch.Tensor))
         items = [images] if single else list(images)
         results = self._recognize_list(items, batch_size or self.batch_size, beam, lexicon, progress)
         return results[0] if single else results

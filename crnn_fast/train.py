@@ -66,6 +66,9 @@ class TrainConfig:
     # Train for this much wall time instead of a fixed number of steps: the learning rate follows warmup +
     # cosine over the fraction of the budget used, and training stops when it is spent (steps is a cap).
     time_budget_s: float | None = None
+    # Start from these weights (a run's .pt checkpoint, or a model name/path for load_pretrained) with a fresh
+    # optimizer and schedule: fine-tuning, or continuing the shipped model. Ignored when resuming a run.
+    init_from: str | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -188,6 +191,15 @@ def _budget_factor(progress: float, warmup: float) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def _initial_weights(init_from: str, device) -> dict:
+    if init_from.endswith(".pt"):
+        return torch.load(init_from, map_location=device, weights_only=False)["model"]
+    from .models.pretrained import load_pretrained
+
+    model, _charset, _meta = load_pretrained(init_from, map_location=device)
+    return model.state_dict()
+
+
 def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, step: int, config: TrainConfig,
                     best: float, elapsed: float = 0.0) -> None:
     tmp = path.with_suffix(".tmp")
@@ -243,6 +255,8 @@ def train(config: TrainConfig, *, resume: bool = True, stop_after: int | None = 
         step, best = ckpt["step"], ckpt.get("best", -1.0)
         elapsed_before = ckpt.get("elapsed", 0.0)
         _set_rng_state(ckpt["rng"])
+    elif config.init_from:
+        model.load_state_dict(_initial_weights(config.init_from, device))
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     log = open(out / "metrics.jsonl", "a")
     val = make_val_set(config, charset) if config.val_every > 0 else []

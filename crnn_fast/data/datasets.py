@@ -33,8 +33,11 @@ class ImageError(ValueError):
 # -- preprocessing ---------------------------------------------------------------------------------------
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file; every failure becomes an ImageError naming the file."""
+def open_image(path: str | os.PathLike | bytes) -> Image.Image:
+    """Open and fully decode an image file (or the bytes of an encoded image, e.g. from a tar shard or
+    object store); every failure becomes an ImageError naming the file."""
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        return _open_encoded(bytes(path))
     try:
         with Image.open(path) as img:
             img.load()
@@ -49,6 +52,21 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{os.fspath(path)!r}: cannot read image ({type(e).__name__}: {e})") from None
 
 
+def _open_encoded(data: bytes) -> Image.Image:
+    import io
+
+    if not data:
+        raise ImageError("image bytes are empty")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.copy() if img.mode != "P" else img.convert("RGBA")
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"image too large ({e})") from None
+    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as e:
+        raise ImageError(f"cannot decode image bytes ({len(data)} bytes; {type(e).__name__}: {e})") from None
+
+
 def _flatten_alpha(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite onto white: text images with transparency are almost always dark text on a transparent
     page meant to be shown on a light background."""
@@ -59,8 +77,9 @@ def _flatten_alpha(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def to_gray(image) -> np.ndarray:
-    """A path / PIL image / numpy array -> (H, W) uint8 grayscale. Raises ImageError or TypeError."""
-    if isinstance(image, (str, os.PathLike)):
+    """A path / encoded image bytes / PIL image / numpy array -> (H, W) uint8 grayscale. Raises ImageError
+    or TypeError."""
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
         image = open_image(image)
     if isinstance(image, Image.Image):
         if image.width == 0 or image.height == 0:
@@ -90,7 +109,8 @@ def to_gray(image) -> np.ndarray:
             return _array_to_gray(t.numpy())
     except ImportError:  # pragma: no cover
         pass
-    raise TypeError(f"image must be a path, a PIL.Image or a numpy array, got {type(image).__name__}")
+    raise TypeError("image must be a path, encoded image bytes, a PIL.Image or a numpy array, "
+                    f"got {type(image).__name__}")
 
 
 def _array_to_gray(arr: np.ndarray) -> np.ndarray:
