@@ -1,8 +1,9 @@
 """`crnn-fast`: recognize | eval | train | export | render.
 
-    crnn-fast recognize PATHS...   files, folders (searched recursively for images) and globs; prints
-                                   path<TAB>text<TAB>confidence per image (or JSON lines with --json);
-                                   a failed item prints its error on stderr and the exit code is 1
+    crnn-fast recognize PATHS...   files, folders (searched recursively for images), tar shards and globs,
+                                   streamed; prints path<TAB>text<TAB>confidence per image (or JSON lines
+                                   with --json) and images/s at the end on stderr; a failed item prints
+                                   its error on stderr and the exit code is 1
     crnn-fast eval DATA            a folder with labels.tsv or an LMDB: exact match, alnum accuracy, CER
     crnn-fast train                flags or --config FILE (JSON of crnn_fast.train.TrainConfig fields)
     crnn-fast export RUN_DIR OUT   a training run's best checkpoint -> OUT.safetensors + OUT.json
@@ -12,10 +13,12 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import glob
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 EXIT_ITEM_ERRORS = 1
@@ -27,42 +30,74 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files as given, folders as their image files (recursive, sorted), globs expanded. A path that is
-    neither an existing file/folder nor a glob matching something is kept, so it is reported as an error."""
+def _is_tar(path: str) -> bool:
+    return path.endswith((".tar", ".tar.gz", ".tgz")) and os.path.isfile(path)
+
+
+def _walk_images(folder: str) -> Iterator[str]:
+    """Image files under `folder`, recursively, sorted per folder, yielded as found (no full listing)."""
     from .data.datasets import IMAGE_EXTENSIONS
 
-    out: list[str] = []
+    for dirpath, dirnames, files in os.walk(folder):
+        dirnames.sort()
+        for f in sorted(files):
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                yield os.path.join(dirpath, f)
+
+
+def _tar_images(path: str) -> Iterator[tuple[str, bytes]]:
+    """(path:member, bytes) of the image members of a tar shard (WebDataset style), read as a stream."""
+    import tarfile
+
+    from .data.datasets import IMAGE_EXTENSIONS
+
+    with tarfile.open(path, mode="r|*") as tar:
+        for member in tar:
+            if member.isfile() and member.name.lower().endswith(IMAGE_EXTENSIONS):
+                yield f"{path}:{member.name}", tar.extractfile(member).read()
+
+
+def iter_inputs(inputs: list[str]) -> Iterator[tuple[str, object]]:
+    """(name, item) for every input image: files as given, folders as their image files (recursive, sorted),
+    tar shards (.tar/.tar.gz/.tgz) as their image members (item: the encoded bytes), globs expanded. A path that
+    is neither an existing file/folder nor a glob matching something is kept, so it is reported as an error.
+    Lazy: a folder of a million files or a stream of shards is never listed in memory."""
     for item in inputs:
         if os.path.isdir(item):
-            found = []
-            for dirpath, _, files in os.walk(item):
-                found += [os.path.join(dirpath, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
-            out += sorted(found)
+            yield from ((p, p) for p in _walk_images(item))
+        elif _is_tar(item):
+            yield from _tar_images(item)
         elif os.path.exists(item):
-            out.append(item)
+            yield item, item
         elif glob.has_magic(item):
             matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-            out += matches if matches else [item]
+            if not matches:
+                yield item, item
+            for p in matches:
+                yield from (_tar_images(p) if _is_tar(p) else [(p, p)])
         else:
-            out.append(item)
-    return out
+            yield item, item
 
 
 def _load_recognizer(args):
     from .models.pretrained import WeightsError
     from .recognize import Recognizer
 
+    options = {}
+    for name in ("precision", "preprocess", "workers", "cuda_graphs"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     try:
-        return Recognizer.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+        return Recognizer.from_pretrained(args.model, device=args.device, batch_size=args.batch_size, **options)
     except (FileNotFoundError, WeightsError, ValueError) as e:
         raise SystemExit(_error(f"cannot load model {args.model or '(default)'}: {e}")) from None
 
 
 def cmd_recognize(args) -> int:
-    paths = expand_inputs(args.paths)
-    if not paths:
-        return _error("no input images")
+    import time
+
+    from tqdm import tqdm
+
     recognizer = _load_recognizer(args)
     lexicon = args.lexicon
     if lexicon is not None and not os.path.isfile(lexicon):
@@ -71,35 +106,39 @@ def cmd_recognize(args) -> int:
         recognizer._decoder(args.beam, lexicon)
     except (NotImplementedError, ValueError, OSError) as e:
         return _error(str(e))
-    from tqdm import tqdm
+    names: collections.deque[str] = collections.deque()
 
-    show_bar = not args.no_progress and len(paths) > args.progress_threshold
-    bar = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not show_bar, desc="recognize")
-    failed = 0
-    chunk = max(args.batch_size * 4, 256)  # stream results: bounded memory for a million files
-    for lo in range(0, len(paths), chunk):
-        part = paths[lo: lo + chunk]
-        try:
-            results = recognizer.recognize(part, batch_size=args.batch_size, beam=args.beam, lexicon=lexicon)
-        except NotImplementedError as e:
-            bar.close()
-            return _error(str(e))
-        for path, r in zip(part, results):
-            if r.error is not None:
-                failed += 1
-                print(f"{path}: error: {r.error}", file=sys.stderr)
-                if args.json:
-                    print(json.dumps({"path": path, "text": None, "confidence": None, "error": r.error}))
-            elif args.json:
-                print(json.dumps({"path": path, "text": r.text, "confidence": round(r.confidence, 4),
-                                  "error": None}))
-            else:
-                print(f"{path}\t{r.text}\t{r.confidence:.4f}")
-        sys.stdout.flush()
-        bar.update(len(part))
+    def items():  # names queue up in input order; results come back in the same order
+        for name, item in iter_inputs(args.paths):
+            names.append(name)
+            yield item
+
+    bar = tqdm(unit="img", file=sys.stderr, disable=args.no_progress, desc="recognize", mininterval=0.5,
+               delay=1.0)  # appears only for runs longer than a second
+    failed = total = 0
+    start = time.perf_counter()
+    for r in recognizer.recognize_iter(items(), beam=args.beam, lexicon=lexicon):
+        name = names.popleft()
+        total += 1
+        if r.error is not None:
+            failed += 1
+            print(f"{name}: error: {r.error}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"path": name, "text": None, "confidence": None, "error": r.error}))
+        elif args.json:
+            print(json.dumps({"path": name, "text": r.text, "confidence": round(r.confidence, 4), "error": None}))
+        else:
+            print(f"{name}\t{r.text}\t{r.confidence:.4f}")
+        bar.update(1)
     bar.close()
+    elapsed = time.perf_counter() - start
+    if total == 0:
+        return _error("no input images")
+    if not args.quiet:
+        print(f"crnn-fast: {total} images in {elapsed:.2f} s ({total / elapsed:.1f} images/s) on "
+              f"{recognizer.device}", file=sys.stderr)
     if failed:
-        print(f"crnn-fast: {failed} of {len(paths)} images failed", file=sys.stderr)
+        print(f"crnn-fast: {failed} of {total} images failed", file=sys.stderr)
         return EXIT_ITEM_ERRORS
     return 0
 
@@ -187,10 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--lexicon", default=None, help="file of allowed words, one per line")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("recognize", help="recognise text in image files, folders or globs")
-    p.add_argument("paths", nargs="+")
+    p = sub.add_parser("recognize", help="recognise text in image files, folders, tar shards or globs")
+    p.add_argument("paths", nargs="+", help="image files, folders (recursive), .tar/.tar.gz shards, globs")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--progress-threshold", type=int, default=100, help="show a bar for more images than this")
+    p.add_argument("--precision", default=None, choices=["fp32", "fp16", "bf16"],
+                   help="autocast dtype of the network (default fp32)")
+    p.add_argument("--preprocess", default=None, choices=["auto", "host", "device"],
+                   help="resize on the CPU (host) or on the device (default: device on CUDA)")
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads")
+    p.add_argument("--cuda-graphs", action="store_true", default=None, help="replay the network from CUDA graphs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no images/s summary on stderr")
     model_args(p)
     p.set_defaults(func=cmd_recognize)
 

@@ -1,17 +1,30 @@
-"""Recognizer: image files / PIL images / numpy arrays -> text and confidence, batched.
+"""Recognizer: images (paths, encoded bytes, PIL images, numpy arrays) -> text and confidence, batched.
 
 Dimensions: B images in a batch, W the padded width, T = W // 4 + 1 frames, K classes.
 
-Pipeline per batch: decode + grayscale + resize to height 32 (CPU, per item; a bad item gets an error and
-is left out) -> sort by width and batch neighbours (little padding) -> CRNN -> CTC decode (greedy by
-default; beam search / lexicon through crnn_fast.decoding.CTCDecoder) -> results in the input order.
+Pipeline, streaming over any iterable of inputs with bounded memory:
+  1. load (CPU; `workers` threads read ahead): decode + grayscale; a bad item gets an error result and is
+     left out. preprocess="host" then resizes to height 32 with PIL here; preprocess="device" only does the
+     cheap integer reduce of huge images (datasets.plan_resize) and leaves the filtered resize to the device.
+  2. a window of `window_batches` batches is sorted by output width and cut into batches, so that images of
+     similar width share a batch and padding stays small;
+  3. per batch: one pinned, non-blocking upload of the packed pixels; resize + normalise + pad on the device
+     (crnn_fast.ops.preprocess); the CNN (channels_last on CUDA) and the LSTMs under autocast when `precision`
+     is fp16/bf16, with the true widths so that padding never changes a result; decoding on the device
+     (greedy) or through CTCDecoder (beam / lexicon); one device-to-host copy of the decoded batch;
+  4. results come out in input order. A CUDA out-of-memory error halves the batch size and retries.
+Optional CUDA-graph capture of the network per (batch, width bucket): cuda_graphs=True.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import math
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +33,14 @@ import torch
 from PIL import Image
 
 from .data.charset import Charset
-from .data.datasets import MAX_WIDTH, ImageError, prepare_image
+from .data.datasets import MAX_WIDTH, ImageError, plan_resize, prepare_image, to_gray
 from .data.synth import pad_batch
 from .models.crnn import CRNN
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+PREPROCESS = ("auto", "host", "device")
+GRAPH_WIDTH_STEP = 64  # with cuda_graphs, batches are padded to a multiple of this width: few graphs to capture
+MAX_GRAPHS = 32
 
 
 @dataclass
@@ -61,16 +79,39 @@ def _describe(item, index: int) -> str:
     return f"<{type(item).__name__} #{index}>"
 
 
+_SINGLE_TYPES = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray, torch.Tensor)
+
+
+@dataclass
+class _Loaded:
+    """An image ready for batching: `pixels` is (32, width) after a host resize, or the (reduced) grayscale
+    image that the device resizes to `width` columns."""
+
+    index: int
+    pixels: np.ndarray
+    width: int
+
+
 class Recognizer:
     """Batched text recognition with a CRNN.
 
     model: a CRNN whose num_classes matches `charset`; charset: its Charset.
     device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
-    batch_size: images per forward pass; max_width: widest input (pixels at height 32) accepted.
+    batch_size: images per forward pass (the largest; a CUDA out-of-memory error lowers it for the rest of the run).
+    max_width: widest input (pixels at height 32) accepted.
+    precision: "fp32", "fp16" or "bf16": autocast dtype of the network (decoding always reads float32).
+    preprocess: "host" (PIL resize on the CPU), "device" (resize, normalise and pad on the device) or "auto"
+        (device on CUDA, host on the CPU).
+    workers: threads that decode images ahead of the network (default: min(8, CPUs) on CUDA, 0 on the CPU,
+        where the network wants the cores).
+    window_batches: batches' worth of images sorted by width together (memory is bounded by this window).
+    cuda_graphs: capture the network in a CUDA graph per (batch size, width bucket) and replay it.
     """
 
     def __init__(self, model: CRNN, charset: Charset, *, device: str | torch.device | None = "auto",
-                 batch_size: int = 64, max_width: int = MAX_WIDTH, meta: dict | None = None):
+                 batch_size: int = 64, max_width: int = MAX_WIDTH, meta: dict | None = None,
+                 precision: str = "fp32", preprocess: str = "auto", workers: int | None = None,
+                 window_batches: int = 8, cuda_graphs: bool = False):
         if not isinstance(model, CRNN):
             raise TypeError(f"model must be a crnn_fast.CRNN, got {type(model).__name__}")
         if not isinstance(charset, Charset):
@@ -78,15 +119,41 @@ class Recognizer:
         if model.num_classes != charset.num_classes:
             raise ValueError(f"model has {model.num_classes} classes but charset has {charset.num_classes} "
                              "(characters + blank)")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_positive_int(batch_size, "batch_size")
+        _check_positive_int(window_batches, "window_batches")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {list(PREPROCESS)}, got {preprocess!r}")
+        if workers is not None and (not isinstance(workers, int) or workers < 0):
+            raise ValueError(f"workers must be None or an int >= 0, got {workers!r}")
         self.device = resolve_device(device)
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs=True needs a CUDA device, got {self.device}")
+        on_cuda = self.device.type == "cuda"
         self.model = model.to(self.device).eval()
+        if on_cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.charset = charset
         self.batch_size = batch_size
         self.max_width = max_width
         self.meta = meta or {}
+        self.precision = precision
+        self.preprocess = ("device" if on_cuda else "host") if preprocess == "auto" else preprocess
+        self.workers = (min(8, os.cpu_count() or 1) if on_cuda else 0) if workers is None else workers
+        self.window_batches = window_batches
+        self.cuda_graphs = cuda_graphs
+        self.min_width = max(self.model.min_width, 8)
+        self._batch_cap = batch_size  # lowered by out-of-memory back-off
         self._decoders: dict = {}
+        self._graphs: collections.OrderedDict = collections.OrderedDict()
+        self._greedy_backend = "auto"
+        if on_cuda:
+            from ._ext import auto_kernel
+
+            # An unvalidated CUDA kernel is not the default (see _ext.GPU_VALIDATED); the reference is torch ops,
+            # so it decodes on the GPU too instead of copying the log-probs to the host.
+            self._greedy_backend = "auto" if auto_kernel("ctc_greedy", "cuda") else "ref"
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, device="auto",
@@ -105,17 +172,222 @@ class Recognizer:
                   ) -> list[RecognitionResult] | RecognitionResult:
         """Recognise `images`: a list of paths, encoded image bytes, PIL images and/or numpy arrays
         (uint8/uint16/float; gray, RGB, RGBA or palette). A single path / image / array gives a single result,
-        a list a list in input order.
-        A bad item gets a result with .error set; the others are still recognised."""
-        single = isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray,
-                                     torch.Tensor))
+        a list a list in input order. A bad item gets a result with .error set; the others are still recognised.
+        beam: beam width (CTCDecoder); lexicon: allowed words (a list or a file, one word per line)."""
+        single = isinstance(images, _SINGLE_TYPES)
         items = [images] if single else list(images)
-        results = self._recognize_list(items, batch_size or self.batch_size, beam, lexicon, progress)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), unit="img", desc="recognize", leave=False)
+        results = []
+        for r in self.recognize_iter(items, batch_size=batch_size, beam=beam, lexicon=lexicon):
+            results.append(r)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         return results[0] if single else results
 
     __call__ = recognize
 
-    # -- internals ---------------------------------------------------------------------------------------
+    def recognize_iter(self, images: Iterable, *, batch_size: int | None = None, beam: int | None = None,
+                       lexicon: Iterable[str] | str | os.PathLike | None = None) -> Iterator[RecognitionResult]:
+        """Stream results in input order for any iterable of images (a generator over a million files is
+        fine: memory is bounded by window_batches x batch_size images)."""
+        if batch_size is not None:
+            _check_positive_int(batch_size, "batch_size")
+        decoder = self._decoder(beam, lexicon)
+        window = (batch_size or self.batch_size) * self.window_batches
+        loaded = self._load_all(images, lookahead=window + (batch_size or self.batch_size))
+        while True:
+            chunk = list(itertools.islice(loaded, window))
+            if not chunk:
+                return
+            yield from self._run_window(chunk, batch_size or self.batch_size, decoder)
+
+    # -- loading -------------------------------------------------------------------------------------------
+
+    def _load(self, index: int, item) -> _Loaded | RecognitionResult:
+        try:
+            if self.preprocess == "host":
+                pixels = prepare_image(item, max_width=self.max_width, min_width=self.min_width)
+                return _Loaded(index, pixels, pixels.shape[1])
+            pixels, width = plan_resize(to_gray(item), max_width=self.max_width)
+            return _Loaded(index, np.ascontiguousarray(pixels), width)
+        except (ImageError, TypeError) as e:
+            return RecognitionResult("", 0.0, source=_describe(item, index), error=str(e))
+        except Exception as e:  # never let one odd item stop the batch
+            return RecognitionResult("", 0.0, source=_describe(item, index), error=f"{type(e).__name__}: {e}")
+
+    def _load_all(self, images: Iterable, lookahead: int) -> Iterator[tuple[object, _Loaded | RecognitionResult]]:
+        """(item, loaded) in input order; with workers, up to `lookahead` items are decoded ahead."""
+        numbered = enumerate(images)
+        if self.workers == 0:
+            for i, item in numbered:
+                yield item, self._load(i, item)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="crnn_fast-load") as pool:
+            pending: collections.deque = collections.deque()
+            for i, item in numbered:
+                pending.append((item, pool.submit(self._load, i, item)))
+                if len(pending) >= lookahead:
+                    item0, future = pending.popleft()
+                    yield item0, future.result()
+            while pending:
+                item0, future = pending.popleft()
+                yield item0, future.result()
+
+    # -- batches -------------------------------------------------------------------------------------------
+
+    def _run_window(self, chunk: list, batch_size: int, decoder) -> list[RecognitionResult]:
+        results: list[RecognitionResult | None] = [None] * len(chunk)
+        ready: list[tuple[int, _Loaded]] = []
+        for pos, (_item, loaded) in enumerate(chunk):
+            if isinstance(loaded, RecognitionResult):
+                results[pos] = loaded
+            else:
+                ready.append((pos, loaded))
+        ready.sort(key=lambda p: p[1].width)
+        lo = 0
+        while lo < len(ready):
+            size = min(batch_size, self._batch_cap)
+            part = ready[lo: lo + size]
+            for (pos, _), r in zip(part, self._run_batch_safe([p for _, p in part], decoder)):
+                results[pos] = r
+            lo += len(part)
+        for pos, (item, loaded) in enumerate(chunk):
+            r = results[pos]
+            if r.source is None:
+                r.source = _describe(item, loaded.index)
+        return results  # type: ignore[return-value]
+
+    def _run_batch_safe(self, batch: list[_Loaded], decoder) -> list[RecognitionResult]:
+        """_run_batch with out-of-memory back-off: split the batch in halves and lower the batch size."""
+        try:
+            return self._run_batch(batch, decoder)
+        except torch.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                return [RecognitionResult("", 0.0, error=f"out of memory on {self.device} for one image "
+                                                         f"{batch[0].width} px wide")]
+            half = len(batch) // 2
+            if half < self._batch_cap:
+                warnings.warn(f"out of memory on {self.device} at batch size {len(batch)}; continuing with "
+                              f"batch size {half}", RuntimeWarning, stacklevel=2)
+                self._batch_cap = half
+            return self._run_batch_safe(batch[:half], decoder) + self._run_batch_safe(batch[half:], decoder)
+
+    def _model_input(self, batch: list[_Loaded]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (B, 1, 32, W) float32 on the device, true widths (B,) int64 on the host)."""
+        widths = torch.tensor([max(p.width, self.min_width) for p in batch], dtype=torch.int64)
+        pad_width = int(widths.max())
+        if self.cuda_graphs:
+            pad_width = -(-pad_width // GRAPH_WIDTH_STEP) * GRAPH_WIDTH_STEP
+        if self.preprocess == "host":
+            images = pad_batch([p.pixels for p in batch], min_width=pad_width).images
+            return images.to(self.device, non_blocking=True), widths
+        from .ops.preprocess import pack_images, resize_normalize_pad
+
+        packed = pack_images([p.pixels for p in batch], [p.width for p in batch],
+                             pin_memory=self.device.type == "cuda")
+        data, meta = packed.to(self.device)
+        return resize_normalize_pad(data, meta, pad_width, meta_host=packed.meta), widths
+
+    def _network(self, images: torch.Tensor, widths: torch.Tensor | None) -> torch.Tensor:
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return self.model(images, widths).float()
+
+    @torch.inference_mode()
+    def _run_batch(self, batch: list[_Loaded], decoder) -> list[RecognitionResult]:
+        n = len(batch)
+        if self.cuda_graphs and n < self._batch_cap:  # a graph per batch size: fill the batch up
+            batch = batch + [batch[-1]] * (self._batch_cap - n)
+        images, widths = self._model_input(batch)
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.cuda_graphs:
+            log_probs = self._graphed_network(images)[:n]
+            widths = widths[:n]
+        else:
+            log_probs = self._network(images, widths)  # (B, T, K)
+        lengths = self.model.output_lengths(widths).clamp(max=log_probs.shape[1])
+        if decoder is not None:
+            return self._beam_results(decoder, log_probs, lengths)
+        return self._greedy_results(log_probs, lengths)
+
+    def _graphed_network(self, images: torch.Tensor) -> torch.Tensor:
+        """The network replayed from a CUDA graph captured for this (B, W): static input and output buffers,
+        captured after two warm-up runs on a side stream (as torch.cuda.graphs documents). The true widths
+        cannot be passed (packing by lengths is host-side control flow), so the LSTMs also read the padding
+        columns: results can differ slightly from cuda_graphs=False for images much narrower than their batch."""
+        B, W = images.shape[0], images.shape[-1]
+        key = (B, W)
+        entry = self._graphs.get(key)
+        if entry is None:
+            static_images = images.clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._network(static_images, None)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._network(static_images, None)
+            entry = (graph, static_images, static_out)
+            self._graphs[key] = entry
+            if len(self._graphs) > MAX_GRAPHS:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+        graph, static_images, static_out = entry
+        static_images.copy_(images)
+        graph.replay()
+        return static_out.clone()
+
+    def _greedy_results(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[RecognitionResult]:
+        from .ops import ctc_greedy
+
+        out = ctc_greedy(log_probs, lengths.to(log_probs.device), backend=self._greedy_backend)
+        # One device-to-host copy for the whole batch: token ids (< 2**24, exact in float32), their log-probs,
+        # the token counts and the path log-prob side by side.
+        packed = torch.cat([out.tokens.float(), out.token_logprobs.float(), out.token_lengths[:, None].float(),
+                            out.path_logprob[:, None].float()], dim=1).cpu()
+        T = out.tokens.shape[1]
+        ids = packed[:, :T].to(torch.int64).tolist()
+        logps = packed[:, T: 2 * T].tolist()
+        counts = packed[:, 2 * T].to(torch.int64).tolist()
+        path = packed[:, 2 * T + 1].tolist()
+        frames = lengths.tolist()
+        results = []
+        for b, n in enumerate(counts):
+            text = self.charset.decode(ids[b][:n])
+            confs = [math.exp(v) for v in logps[b][:n]]
+            conf = math.exp(sum(logps[b][:n]) / n) if n else math.exp(path[b] / max(1, frames[b]))
+            results.append(RecognitionResult(text, float(conf), confs))
+        return results
+
+    def _beam_results(self, decoder, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[RecognitionResult]:
+        hyps = decoder.decode(log_probs, lengths)
+        results = []
+        for b, item in enumerate(hyps):
+            best = item[0] if isinstance(item, (list, tuple)) and item else item
+            if best is None or (isinstance(item, (list, tuple)) and not item):
+                results.append(RecognitionResult("", 0.0))
+                continue
+            text = getattr(best, "text", "")
+            confs = [float(c) for c in (getattr(best, "confidences", None) or [])]
+            if confs:
+                conf = math.exp(sum(math.log(max(c, 1e-12)) for c in confs) / len(confs))
+            else:
+                score = float(getattr(best, "score", 0.0))
+                conf = math.exp(score / max(1, len(text) or int(lengths[b])))
+            results.append(RecognitionResult(text, float(min(1.0, conf)), confs))
+        return results
 
     def _decoder(self, beam: int | None, lexicon):
         if not beam and lexicon is None:
@@ -138,78 +410,10 @@ class Recognizer:
         self._decoders[key] = decoder
         return decoder
 
-    def _recognize_list(self, items: Sequence, batch_size: int, beam, lexicon, progress: bool
-                        ) -> list[RecognitionResult]:
-        decoder = self._decoder(beam, lexicon)
-        results: list[RecognitionResult | None] = [None] * len(items)
-        prepared: list[tuple[int, np.ndarray]] = []
-        min_width = max(self.model.min_width, 8)
-        for i, item in enumerate(items):
-            source = _describe(item, i)
-            try:
-                prepared.append((i, prepare_image(item, max_width=self.max_width, min_width=min_width)))
-            except (ImageError, TypeError) as e:
-                results[i] = RecognitionResult("", 0.0, source=source, error=str(e))
-            except Exception as e:  # never let one odd item stop the batch
-                results[i] = RecognitionResult("", 0.0, source=source, error=f"{type(e).__name__}: {e}")
-        prepared.sort(key=lambda p: p[1].shape[1])
-        bar = None
-        if progress:
-            from tqdm import tqdm
 
-            bar = tqdm(total=len(items), unit="img", desc="recognize", leave=False)
-            bar.update(len(items) - len(prepared))
-        for lo in range(0, len(prepared), batch_size):
-            chunk = prepared[lo: lo + batch_size]
-            for (i, _), r in zip(chunk, self._run_batch([a for _, a in chunk], decoder)):
-                r.source = _describe(items[i], i)
-                results[i] = r
-            if bar is not None:
-                bar.update(len(chunk))
-        if bar is not None:
-            bar.close()
-        return results  # type: ignore[return-value]
+def _check_positive_int(value, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
-    @torch.inference_mode()
-    def _run_batch(self, arrays: list[np.ndarray], decoder) -> list[RecognitionResult]:
-        batch = pad_batch(arrays, min_width=max(self.model.min_width, 8))
-        images = batch.images.to(self.device, non_blocking=True)  # (B, 1, 32, W)
-        log_probs = self.model(images).float()  # (B, T, K)
-        lengths = torch.tensor([self.model.output_length(int(w)) for w in batch.widths], dtype=torch.int64)
-        if decoder is not None:
-            return self._beam_results(decoder, log_probs, lengths)
-        from .ops import ctc_greedy
 
-        out = ctc_greedy(log_probs, lengths.to(log_probs.device))
-        tokens = out.token_lengths.cpu().tolist()
-        ids = out.tokens.cpu().tolist()
-        logps = out.token_logprobs.float().cpu().tolist()
-        path = out.path_logprob.float().cpu().tolist()
-        results = []
-        for b, n in enumerate(tokens):
-            text = self.charset.decode(ids[b][:n])
-            confs = [math.exp(v) for v in logps[b][:n]]
-            if n:
-                conf = math.exp(sum(logps[b][:n]) / n)
-            else:
-                conf = math.exp(path[b] / max(1, int(lengths[b])))
-            results.append(RecognitionResult(text, float(conf), confs))
-        return results
-
-    def _beam_results(self, decoder, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[RecognitionResult]:
-        hyps = decoder.decode(log_probs, lengths)
-        results = []
-        for b, item in enumerate(hyps):
-            best = item[0] if isinstance(item, (list, tuple)) and item else item
-            if best is None or (isinstance(item, (list, tuple)) and not item):
-                results.append(RecognitionResult("", 0.0))
-                continue
-            text = getattr(best, "text", "")
-            confs = [float(c) for c in (getattr(best, "confidences", None) or [])]
-            if confs:
-                conf = math.exp(sum(math.log(max(c, 1e-12)) for c in confs) / len(confs))
-            else:
-                score = float(getattr(best, "score", 0.0))
-                conf = math.exp(score / max(1, len(text) or int(lengths[b])))
-            results.append(RecognitionResult(text, float(min(1.0, conf)), confs))
-        return results
+__all__ = ["Recognizer", "RecognitionResult", "PRECISIONS", "resolve_device"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from crnn_fast.cli import expand_inputs
+from crnn_fast.cli import iter_inputs
 from crnn_fast.data import Charset
 from crnn_fast.data.datasets import write_folder
 from crnn_fast.models.crnn import CRNN, CRNNConfig
@@ -86,10 +86,43 @@ def test_eval_folder(setup):
     assert "exact=" in out.stdout and "cer=" in out.stdout
 
 
-def test_expand_inputs(tmp_path):
-    (tmp_path / "d").mkdir()
-    for name in ("a.png", "b.jpg", "c.txt"):
+def test_iter_inputs(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("a.png", "b.jpg", "c.txt", "sub/f.png"):
         (tmp_path / "d" / name).write_bytes(b"")
     Image.new("L", (4, 4)).save(tmp_path / "e.png")
-    found = expand_inputs([str(tmp_path / "d"), str(tmp_path / "*.png"), str(tmp_path / "zz*.png"), "missing.png"])
-    assert [os.path.basename(p) for p in found] == ["a.png", "b.jpg", "e.png", "zz*.png", "missing.png"]
+    inputs = [str(tmp_path / "d"), str(tmp_path / "*.png"), str(tmp_path / "zz*.png"), "missing.png"]
+    found = [name for name, _ in iter_inputs(inputs)]
+    assert [os.path.relpath(p, tmp_path) if p.startswith(str(tmp_path)) else p for p in found] == [
+        "d/a.png", "d/b.jpg", "d/sub/f.png", "e.png", "zz*.png", "missing.png"]
+
+
+def test_iter_inputs_reads_tar_shards(tmp_path):
+    import io
+    import tarfile
+
+    shard = tmp_path / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for name, data in (("0001.png", b"png-bytes"), ("0001.txt", b"label"), ("0002.jpg", b"jpg-bytes")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    found = list(iter_inputs([str(shard)]))
+    assert found == [(f"{shard}:0001.png", b"png-bytes"), (f"{shard}:0002.jpg", b"jpg-bytes")]
+
+
+def test_recognize_streams_a_tar_shard(setup, tmp_path):
+    import tarfile
+
+    root, weights = setup
+    shard = tmp_path / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        tar.add(root / "imgs" / "000000.png", arcname="a/000000.png")
+        tar.add(root / "imgs" / "broken.png", arcname="a/broken.png")
+        tar.add(root / "imgs" / "000001.png", arcname="a/000001.png")
+    out = _run("recognize", shard, "--model", weights, "--device", "cpu", "--json", "--workers", "2")
+    assert out.returncode == 1, out.stderr
+    rows = [json.loads(x) for x in out.stdout.strip().split("\n")]
+    assert [r["path"] for r in rows] == [f"{shard}:a/000000.png", f"{shard}:a/broken.png", f"{shard}:a/000001.png"]
+    assert rows[0]["error"] is None and rows[1]["error"] and rows[2]["error"] is None
+    assert "3 images in" in out.stderr and "images/s" in out.stderr and "1 of 3 images failed" in out.stderr

@@ -174,3 +174,109 @@ def test_batching_order_independent(recognizer):
     a = [r.text for r in recognizer.recognize(images, batch_size=2)]
     b = [recognizer.recognize(im).text for im in images]
     assert a == b
+
+
+def test_constructor_checks_pipeline_options(tiny_weights):
+    for kwargs, name in ((dict(precision="fp8"), "precision"), (dict(preprocess="gpu"), "preprocess"),
+                         (dict(workers=-1), "workers"), (dict(window_batches=0), "window_batches"),
+                         (dict(cuda_graphs=True, device="cpu"), "cuda_graphs")):
+        with pytest.raises(ValueError, match=name):
+            Recognizer.from_pretrained(tiny_weights, **kwargs)
+
+
+def _mixed_inputs(n=23):
+    """Text-like images of many widths, and two bad items, in one list."""
+    rng = np.random.default_rng(1)
+    items = []
+    for i in range(n):
+        w, h = int(rng.integers(8, 400)), int(rng.integers(12, 70))
+        img = np.full((h, w), 230, np.uint8)
+        img[h // 4: 3 * h // 4, :: max(2, w // 20)] = 20  # dark strokes
+        items.append(img if i % 3 else Image.fromarray(img))
+    items[5] = b"not an image"
+    items[17] = np.zeros((0, 3), np.uint8)
+    return items
+
+
+def test_stream_equals_list_across_windows(recognizer):
+    items = _mixed_inputs()
+    expected = recognizer.recognize(items)
+    small = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=2, window_batches=2)
+    streamed = list(small.recognize_iter(iter(items)))  # a generator: 6 windows of 4 images
+    assert [r.text for r in streamed] == [r.text for r in expected]
+    assert [r.error is None for r in streamed] == [i not in (5, 17) for i in range(len(items))]
+    for a, b in zip(streamed, expected):
+        assert a.confidence == pytest.approx(b.confidence, abs=1e-5)
+
+
+def test_results_do_not_depend_on_the_batch(recognizer):
+    """The true widths reach the LSTMs, so padding an image into a batch of wider ones changes nothing."""
+    items = [im for im in _mixed_inputs() if isinstance(im, (np.ndarray, Image.Image)) and np.asarray(im).size]
+    alone = [recognizer.recognize(im) for im in items]
+    together = recognizer.recognize(items, batch_size=len(items))
+    for a, b in zip(alone, together):
+        assert a.text == b.text and a.confidence == pytest.approx(b.confidence, abs=1e-4)
+
+
+def test_worker_threads_give_the_same_results(recognizer):
+    items = _mixed_inputs()
+    threaded = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=4, workers=2)
+    a, b = recognizer.recognize(items), threaded.recognize(items)
+    assert [(r.text, r.error) for r in a] == [(r.text, r.error) for r in b]
+
+
+def test_device_preprocessing_matches_host(tiny_weights):
+    """preprocess="device" (resize on the device from packed pixels; here the CPU with the eager reference)
+    gives the host pipeline's results up to PIL's uint8 rounding."""
+    items = [im for im in _mixed_inputs() if isinstance(im, (np.ndarray, Image.Image)) and np.asarray(im).size]
+    host = Recognizer.from_pretrained(tiny_weights, device="cpu", preprocess="host").recognize(items)
+    dev = Recognizer.from_pretrained(tiny_weights, device="cpu", preprocess="device").recognize(items)
+    for a, b in zip(host, dev):
+        assert a.confidence == pytest.approx(b.confidence, abs=0.02)
+    assert sum(a.text == b.text for a, b in zip(host, dev)) >= len(items) - 1
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped weights")
+def test_device_preprocessing_and_bf16_read_like_the_host_fp32_path():
+    from crnn_fast.data.datasets import open_dataset
+
+    root = WEIGHTS_DIR.parents[2] / "benchmarks" / "heldout" / "clean_words"
+    if not root.exists():
+        pytest.skip("benchmarks/heldout is not in this checkout")
+    ds = open_dataset(root)
+    paths = [str(ds.path(i)) for i in range(40)]
+    base = Recognizer.from_pretrained(device="cpu").recognize(paths)
+    for kwargs in (dict(preprocess="device"), dict(precision="bf16")):
+        other = Recognizer.from_pretrained(device="cpu", **kwargs).recognize(paths)
+        same = sum(a.text == b.text for a, b in zip(base, other))
+        assert same >= 36, (kwargs, same)  # bf16 and 1-level resize differences flip only uncertain reads
+
+
+def test_out_of_memory_halves_the_batch(recognizer, monkeypatch):
+    items = [im for im in _mixed_inputs() if isinstance(im, (np.ndarray, Image.Image)) and np.asarray(im).size]
+    expected = recognizer.recognize(items)
+    rec = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=8)
+    network = rec._network
+
+    def network_with_little_memory(images, widths):
+        if images.shape[0] > 3:  # as if a batch of more than 3 did not fit on the device
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return network(images, widths)
+
+    monkeypatch.setattr(rec, "_network", network_with_little_memory)
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        got = rec.recognize(items)
+    assert [r.text for r in got] == [r.text for r in expected]
+    assert rec._batch_cap == 2  # 8 -> 4 -> 2, then kept for the rest of the run
+
+
+def test_out_of_memory_on_a_single_image_is_that_items_error(recognizer, monkeypatch):
+    rec = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=4)
+
+    def no_memory(images, widths):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(rec, "_network", no_memory)
+    with pytest.warns(RuntimeWarning):
+        results = rec.recognize([np.zeros((32, 50), np.uint8)] * 3)
+    assert all("out of memory" in r.error for r in results)

@@ -63,7 +63,9 @@ def _open_encoded(data: bytes) -> Image.Image:
             return img.copy() if img.mode != "P" else img.convert("RGBA")
     except Image.DecompressionBombError as e:
         raise ImageError(f"image too large ({e})") from None
-    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as e:
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"cannot decode image bytes ({len(data)} bytes): not an image format PIL reads") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"cannot decode image bytes ({len(data)} bytes; {type(e).__name__}: {e})") from None
 
 
@@ -148,19 +150,27 @@ def _array_to_gray(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
 
 
-def resize_to_height(gray: np.ndarray, height: int = HEIGHT, *, max_width: int = MAX_WIDTH,
-                     min_width: int = 8) -> np.ndarray:
-    """(H, W) uint8 -> (height, W') keeping the aspect ratio; raises ImageError if W' > max_width."""
+def plan_resize(gray: np.ndarray, height: int = HEIGHT, *, max_width: int = MAX_WIDTH) -> tuple[np.ndarray, int]:
+    """The host-side part of resizing to `height`: the output width (aspect kept; ImageError past max_width),
+    and the image after a cheap integer reduce when it is more than 4x too big (so that a huge image is
+    neither filtered at full size nor uploaded to the GPU at full size). Returns (image, output width)."""
     h, w = gray.shape
     new_w = max(1, round(w * height / h))
     if new_w > max_width:
         raise ImageError(f"image is {w}x{h}: too wide for one text line ({new_w} px at height {height}, "
                          f"max {max_width}); split it into lines or crops first")
-    img = Image.fromarray(gray)
-    if h > 4 * height and w > 4 * new_w:  # big image: cheap integer reduce before the filtered resize
+    if h > 4 * height and w > 4 * new_w:
         factor = min(h // (2 * height), w // (2 * new_w))
         if factor > 1:
-            img = img.reduce(factor)
+            gray = np.asarray(Image.fromarray(gray).reduce(factor))
+    return gray, new_w
+
+
+def resize_to_height(gray: np.ndarray, height: int = HEIGHT, *, max_width: int = MAX_WIDTH,
+                     min_width: int = 8) -> np.ndarray:
+    """(H, W) uint8 -> (height, W') keeping the aspect ratio; raises ImageError if W' > max_width."""
+    gray, new_w = plan_resize(gray, height, max_width=max_width)
+    img = Image.fromarray(gray)
     if img.size != (new_w, height):
         img = img.resize((new_w, height), Image.BILINEAR)
     out = np.asarray(img)
@@ -327,14 +337,26 @@ def write_lmdb(root: str | os.PathLike, items: Iterable[tuple[object, str]], *, 
 
 
 def padded_batches(dataset: Sequence, batch_size: int, *, seed: int = 0, start_batch: int = 0, charset=None,
-                   pool_batches: int = 8):
+                   pool_batches: int = 8, rank: int = 0, world_size: int = 1):
     """Endless shuffled, width-bucketed padded Batches from a labelled dataset (epoch after epoch).
-    Samples whose label has characters outside `charset` or whose image is unreadable are skipped."""
+    Samples whose label has characters outside `charset` or whose image is unreadable are skipped.
+
+    rank, world_size: data-parallel training. batch_size is then the global batch B; every process walks
+    the same global batches and yields rows [rank * b, (rank + 1) * b) of each, b = B / world_size, padded
+    to the width of the whole global batch: the shards of all ranks, concatenated in rank order, are the
+    batch one process would get. (Each process decodes the whole pool, since the widths of all its images
+    decide which images share a batch.)"""
     n = len(dataset)
     if n == 0:
         raise ValueError("dataset is empty")
+    if not (isinstance(world_size, int) and world_size >= 1):
+        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
+    if not (isinstance(rank, int) and 0 <= rank < world_size):
+        raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
+    if batch_size % world_size != 0:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of world_size ({world_size})")
+    shard = batch_size // world_size
     per_epoch = max(1, n // batch_size)
-    batch_no = 0
     epoch = start_batch // per_epoch
     skip = start_batch % per_epoch
     while True:
@@ -358,8 +380,9 @@ def padded_batches(dataset: Sequence, batch_size: int, *, seed: int = 0, start_b
                     skip -= 1
                     continue
                 chunk = samples[b: b + batch_size]
-                batch_no += 1
-                yield pad_batch([s[0] for s in chunk], [s[1] for s in chunk])
+                width = max(8, max(s[0].shape[1] for s in chunk))  # pad_batch's width for the whole chunk
+                chunk = chunk[rank * shard: (rank + 1) * shard]
+                yield pad_batch([s[0] for s in chunk], [s[1] for s in chunk], min_width=width)
         epoch += 1
 
 

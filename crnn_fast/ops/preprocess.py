@@ -1,0 +1,95 @@
+"""Device-side preprocessing for the recognizer: pack a batch of grayscale images into one buffer (one upload),
+then resize to height 32, normalise and pad on the device in one step.
+
+    packed = pack_images(arrays, pin_memory=True)        # on the host
+    data, meta = packed.to("cuda")                       # two non-blocking copies
+    images = resize_normalize_pad(data, meta, pad_width, meta_host=packed.meta)  # (B, 1, 32, pad_width) float32
+
+Backends: "triton" (crnn_fast/triton/preprocess.py: one launch per batch; CUDA tensors, or CPU tensors under
+TRITON_INTERPRET=1), "ref" (crnn_fast/reference/preprocess.py: one F.interpolate per image, any device).
+"auto" runs Triton on CUDA once the kernel has passed its GPU tests (listed in crnn_fast._ext.GPU_VALIDATED),
+the reference otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._ext import GPU_VALIDATED
+from ..reference.preprocess import HEIGHT, check_packed, resize_normalize_pad_ref
+
+try:
+    from ..triton import preprocess as _triton_preprocess
+except ImportError:  # triton is optional
+    _triton_preprocess = None
+
+PREPROCESS_BACKENDS = ("auto", "triton", "ref")
+OP_NAME = "resize_normalize_pad"
+
+
+@dataclass
+class PackedImages:
+    """A batch of grayscale uint8 images in one flat buffer; see crnn_fast/reference/preprocess.py."""
+
+    data: torch.Tensor  # (N,) uint8
+    meta: torch.Tensor  # (B, 4) int64: offset, h, w, out_w
+
+    def to(self, device: torch.device | str, non_blocking: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data.to(device, non_blocking=non_blocking), self.meta.to(device, non_blocking=non_blocking)
+
+
+def pack_images(arrays: Sequence[np.ndarray], out_widths: Sequence[int], *, pin_memory: bool = False
+                ) -> PackedImages:
+    """Pack (h, w) uint8 arrays into one buffer; out_widths[i] is the width image i gets at height 32."""
+    if len(arrays) != len(out_widths):
+        raise ValueError(f"arrays ({len(arrays)}) and out_widths ({len(out_widths)}) must have the same length")
+    sizes = []
+    for i, a in enumerate(arrays):
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 2 or 0 in a.shape:
+            raise ValueError(f"arrays[{i}] must be a non-empty (h, w) uint8 array, got "
+                             f"{getattr(a, 'dtype', type(a))} of shape {getattr(a, 'shape', None)}")
+        sizes.append(a.size)
+    offsets = np.zeros(len(arrays), dtype=np.int64)
+    if arrays:
+        np.cumsum(sizes[:-1], out=offsets[1:])
+    total = int(offsets[-1] + sizes[-1]) if arrays else 0
+    data = torch.empty(total, dtype=torch.uint8, pin_memory=pin_memory)
+    flat = data.numpy()
+    for a, o, n in zip(arrays, offsets, sizes):
+        flat[o: o + n] = a.reshape(-1)
+    meta = torch.empty((len(arrays), 4), dtype=torch.int64, pin_memory=pin_memory)
+    m = meta.numpy()
+    m[:, 0] = offsets
+    m[:, 1] = [a.shape[0] for a in arrays]
+    m[:, 2] = [a.shape[1] for a in arrays]
+    m[:, 3] = out_widths
+    return PackedImages(data, meta)
+
+
+def triton_available(device: torch.device) -> bool:
+    if _triton_preprocess is None:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and _triton_preprocess.INTERPRET)
+
+
+def resize_normalize_pad(data: torch.Tensor, meta: torch.Tensor, pad_width: int, height: int = HEIGHT,
+                         backend: str = "auto", *, meta_host: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1, height, pad_width) float32 model input from packed images; see the module docstring.
+    meta is checked (every image inside data, out_w <= pad_width) before a kernel reads it; give meta_host, the
+    host tensor meta was copied from, to check a device meta without waiting for the device."""
+    if backend not in PREPROCESS_BACKENDS:
+        raise ValueError(f"backend must be one of {PREPROCESS_BACKENDS}, got {backend!r}")
+    check_packed(data, meta, pad_width, height, meta_host)
+    if backend == "auto":
+        use_triton = data.is_cuda and OP_NAME in GPU_VALIDATED and triton_available(data.device)
+        backend = "triton" if use_triton else "ref"
+    if backend == "ref":
+        return resize_normalize_pad_ref(data, meta, pad_width, height)
+    if not triton_available(data.device):
+        raise RuntimeError("backend='triton' needs the triton package and CUDA tensors (or CPU tensors with "
+                           "TRITON_INTERPRET=1 set before triton is imported)")
+    return _triton_preprocess.resize_normalize_pad_triton(data, meta, pad_width, height)
