@@ -185,6 +185,10 @@ def cmd_train(args) -> int:
         record = train(config, resume=not args.no_resume)
     except (ValueError, FileNotFoundError) as e:
         return _error(str(e))
+    from .distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone reports and exports
+        return 0
     print(json.dumps(record))
     if args.export:
         print("exported", *export(config.out_dir, args.export))

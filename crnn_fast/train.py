@@ -7,6 +7,12 @@ One run writes into its output folder:
     metrics.jsonl     one JSON object per log line: {"step", "loss", "lr", "images_per_s", ...} and
                       {"step", "val_exact", "val_cer", ...} after each validation
     model.safetensors + model.json   the exported best model (export())
+
+Under `torchrun --nproc-per-node N crnn-fast train ...` the N processes train one model with
+DistributedDataParallel (crnn_fast.distributed): batch_size stays the GLOBAL batch, each process trains on
+its batch_size / N rows of it, and a step equals the step one process would take on the whole batch (up to
+floating-point order). Rank 0 alone writes the files above and shows progress; "loss" and "images_per_s"
+in metrics.jsonl are over all processes.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ import torch
 import torch.nn.functional as F
 
 from .data.charset import Charset
-from .data.synth import Batch, RenderConfig, SynthDataset, SynthGenerator, pad_batch
+from .data.synth import Batch, RenderConfig, SynthDataset, SynthGenerator, pad_batch, widen_batch
+from .distributed import (
+    DistributedContext,
+    convert_batchnorm,
+    init_distributed,
+    shard_size,
+    shutdown_distributed,
+    wrap_model,
+)
 from .evaluate import compute_metrics
 from .models.crnn import CRNN, CRNN_CONFIGS, CRNNConfig
 from .models.pretrained import save_pretrained
@@ -41,7 +55,7 @@ class TrainConfig:
     lstm_hidden: int | None = None
     charset: str = "printable_ascii"
     steps: int = 10000
-    batch_size: int = 32
+    batch_size: int = 32                   # the global batch: under torchrun each process takes batch_size / N
     lr: float = 1e-3
     weight_decay: float = 1e-4
     schedule: str = "onecycle"            # "onecycle" | "cosine" | "constant"
@@ -49,7 +63,7 @@ class TrainConfig:
     clip_grad: float = 5.0
     amp: bool = False                      # bf16 autocast on CPU, fp16 + GradScaler on CUDA
     device: str = "auto"
-    threads: int = 1                       # torch.set_num_threads in the training process
+    threads: int = 1                       # torch.set_num_threads in each training process
     num_workers: int = 1                   # data workers (0: generate in the training process)
     seed: int = 0
     degraded_prob: float = 0.5
@@ -128,7 +142,8 @@ def make_scheduler(optimizer, config: TrainConfig):
 
 
 def ctc_loss(model: CRNN, batch: Batch, charset: Charset, device, amp: bool) -> torch.Tensor:
-    """Mean CTC loss of a batch (per target character, as F.ctc_loss(reduction='mean'))."""
+    """Mean CTC loss of a batch (per target character, as F.ctc_loss(reduction='mean')). `model` may be the
+    CRNN wrapped in DistributedDataParallel."""
     images = batch.images.to(device, non_blocking=True)
     targets, target_lengths = charset.encode_batch(batch.texts)
     autocast_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
@@ -201,25 +216,30 @@ def _initial_weights(init_from: str, device) -> dict:
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, step: int, config: TrainConfig,
-                    best: float, elapsed: float = 0.0) -> None:
+                    best: float, elapsed: float = 0.0, world_size: int = 1) -> None:
+    """model: the CRNN itself, not its DistributedDataParallel wrapper (whose keys start with `module.`)."""
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                 "step": step, "elapsed": elapsed, "rng": _rng_state(), "config": dataclasses.asdict(config),
-                "best": best}, tmp)
+                "best": best, "world_size": world_size}, tmp)
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
 
 
-def _data_iter(config: TrainConfig, charset: Charset, start_step: int):
+def _data_iter(config: TrainConfig, charset: Charset, start_step: int, dist_context: DistributedContext):
+    """This process's batches: its shard of each global batch (all of it in a single process)."""
+    rank, world_size = dist_context.rank, dist_context.world_size
     if config.train_data:
         from .data.datasets import open_dataset, padded_batches
 
+        # Every process walks the same global batches and takes its rows of each.
         return padded_batches(open_dataset(config.train_data), config.batch_size, seed=config.seed,
-                              start_batch=start_step, charset=charset)
-    dataset = SynthDataset(config.batch_size, seed=config.seed, charset=charset, mix=config.mix,
+                              start_batch=start_step, charset=charset, rank=rank, world_size=world_size)
+    # Synthetic data has no global order to share: each process draws its own stream of shards.
+    dataset = SynthDataset(shard_size(config.batch_size, world_size), seed=config.seed, charset=charset, mix=config.mix,
                            render=RenderConfig(degraded_prob=config.degraded_prob, max_width=config.max_width),
                            curriculum_batches=config.curriculum_steps, start_batch=start_step,
-                           max_line_chars=config.max_line_chars)
+                           max_line_chars=config.max_line_chars, rank=rank, world_size=world_size)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=config.num_workers,
                                          persistent_workers=False, prefetch_factor=4 if config.num_workers else None,
                                          collate_fn=lambda b: b)
@@ -228,25 +248,45 @@ def _data_iter(config: TrainConfig, charset: Charset, start_step: int):
 
 def train(config: TrainConfig, *, resume: bool = True, stop_after: int | None = None) -> dict:
     """Train (or resume) per `config`; returns the last metrics record. stop_after: run at most this many
-    steps in this call (the schedule still spans config.steps), e.g. to test resuming."""
+    steps in this call (the schedule still spans config.steps), e.g. to test resuming.
+
+    Under torchrun every process calls train() with the same config: it joins the process group (and
+    leaves it on return or error), and a CUDA device becomes cuda:LOCAL_RANK."""
+    torch.set_num_threads(max(1, config.threads))
+    dist_context = init_distributed(resolve_device(config.device))
+    try:
+        return _train(config, dist_context, resume=resume, stop_after=stop_after)
+    finally:
+        shutdown_distributed(dist_context)
+
+
+def _train(config: TrainConfig, dist_context: DistributedContext, *, resume: bool, stop_after: int | None) -> dict:
     from tqdm import tqdm
 
-    torch.set_num_threads(max(1, config.threads))
+    is_main, world_size = dist_context.is_main, dist_context.world_size
+    shard_size(config.batch_size, world_size)  # fail early on a global batch that does not split evenly
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    device = dist_context.device
     charset = CHARSETS[config.charset]()
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed % 2**32)
-    model = build_model(config, charset).to(device)
+    model = build_model(config, charset)
+    if dist_context.enabled:  # normalise with the global batch's statistics, as one process would
+        model = convert_batchnorm(model, device)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = make_scheduler(optimizer, config)
     scaler = torch.amp.GradScaler("cuda") if (config.amp and device.type == "cuda") else None
     step, best, elapsed_before = 0, -1.0, 0.0
     last = out / "last.pt"
-    if resume and last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
+    # Rank 0 reads the checkpoint and hands it to the others: nodes need not share a file system. On the
+    # CPU first: the RNG state must stay there, and rank 0's GPU tensors must not land on other ranks' GPU.
+    ckpt = torch.load(last, map_location="cpu", weights_only=False) if resume and is_main and last.exists() else None
+    ckpt = dist_context.broadcast_object(ckpt)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -255,15 +295,21 @@ def train(config: TrainConfig, *, resume: bool = True, stop_after: int | None = 
         step, best = ckpt["step"], ckpt.get("best", -1.0)
         elapsed_before = ckpt.get("elapsed", 0.0)
         _set_rng_state(ckpt["rng"])
-    elif config.init_from:
+    elif config.init_from and is_main:  # the other processes get rank 0's weights when DDP wraps the model
         model.load_state_dict(_initial_weights(config.init_from, device))
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-    log = open(out / "metrics.jsonl", "a")
-    val = make_val_set(config, charset) if config.val_every > 0 else []
-    data = _data_iter(config, charset, step)
+    log = None
+    if is_main:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+        log = open(out / "metrics.jsonl", "a")
+    val = make_val_set(config, charset) if config.val_every > 0 and is_main else []
+    data = _data_iter(config, charset, step, dist_context)
     end = config.steps if stop_after is None else min(config.steps, step + stop_after)
-    bar = tqdm(total=config.steps, initial=step, disable=not config.progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=step, disable=not (config.progress and is_main), unit="step",
+               dynamic_ncols=True)
     model.train()
+    # Forward and backward go through the DDP wrapper (it averages the gradients); the CRNN itself is what
+    # gets validated and saved.
+    train_model = wrap_model(model, dist_context)
     record: dict = {}
     t0, seen, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
     start_time = time.time()
@@ -275,20 +321,25 @@ def train(config: TrainConfig, *, resume: bool = True, stop_after: int | None = 
 
     while step < end:
         if budget:
-            progress = elapsed() / budget
+            # The slowest process's clock: all processes stop at the same step with the same learning rate.
+            progress = dist_context.max(elapsed()) / budget
             if progress >= 1.0:
                 break
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * _budget_factor(progress, config.warmup)
         batch = next(data)
-        loss = ctc_loss(model, batch, charset, device, config.amp)
+        if dist_context.enabled:
+            # One process pads the global batch to its widest image, and CTC runs over every frame that
+            # padding makes: every shard must be that wide too.
+            batch = widen_batch(batch, int(dist_context.max(batch.images.shape[-1])))
+        loss = ctc_loss(train_model, batch, charset, device, config.amp)
         optimizer.zero_grad(set_to_none=True)
         if scaler:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)  # DDP's averaged gradients
         if scaler:
             scaler.step(optimizer)
             scaler.update()
@@ -297,17 +348,20 @@ def train(config: TrainConfig, *, resume: bool = True, stop_after: int | None = 
         if not budget:
             scheduler.step()
         step += 1
-        seen += len(batch.texts)
+        seen += len(batch.texts) * world_size
         loss_sum, loss_n = loss_sum + loss.detach().item(), loss_n + 1
         bar.update(1)
         if step % config.log_every == 0 or step == end:
+            # Equal shards: the mean of the processes' mean losses is the global batch's mean loss.
+            loss_mean = dist_context.mean(loss_sum / loss_n)
             dt = time.perf_counter() - t0
-            record = {"step": step, "loss": loss_sum / loss_n, "lr": optimizer.param_groups[0]["lr"],
+            record = {"step": step, "loss": loss_mean, "lr": optimizer.param_groups[0]["lr"],
                       "images_per_s": seen / dt if dt > 0 else 0.0, "width": int(batch.images.shape[-1]),
                       "time": time.time()}
             bar.set_postfix(loss=f"{record['loss']:.3f}", ips=f"{record['images_per_s']:.0f}")
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            if log is not None:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
             t0, seen, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
         if val and (step % config.val_every == 0 or step == config.steps):
             vrec = {"step": step, **validate(model, val, charset, device), "time": time.time()}
@@ -318,20 +372,24 @@ def train(config: TrainConfig, *, resume: bool = True, stop_after: int | None = 
             if vrec["val_exact"] > best:
                 best = vrec["val_exact"]
                 save_checkpoint(out / "best.pt", model, optimizer, scheduler, scaler, step, config, best,
-                                elapsed())
-        if step % config.ckpt_every == 0 or step == end:
-            save_checkpoint(last, model, optimizer, scheduler, scaler, step, config, best, elapsed())
-    if budget and step % config.ckpt_every != 0:  # stopped by the time budget: validate and save the end
+                                elapsed(), world_size)
+        if is_main and (step % config.ckpt_every == 0 or step == end):
+            save_checkpoint(last, model, optimizer, scheduler, scaler, step, config, best, elapsed(), world_size)
+    if budget and step % config.ckpt_every != 0 and is_main:  # stopped by the time budget: validate, save the end
         if val:
             vrec = {"step": step, **validate(model, val, charset, device), "time": time.time(), "final": True}
             log.write(json.dumps(vrec) + "\n")
             record.update(vrec)
             if vrec["val_exact"] > best:
                 best = vrec["val_exact"]
-                save_checkpoint(out / "best.pt", model, optimizer, scheduler, scaler, step, config, best, elapsed())
-        save_checkpoint(last, model, optimizer, scheduler, scaler, step, config, best, elapsed())
+                save_checkpoint(out / "best.pt", model, optimizer, scheduler, scaler, step, config, best, elapsed(),
+                                world_size)
+        save_checkpoint(last, model, optimizer, scheduler, scaler, step, config, best, elapsed(), world_size)
     bar.close()
-    log.close()
+    if log is not None:
+        log.close()
+    # Nobody returns before rank 0 has written the last checkpoint (a caller may export it next).
+    dist_context.barrier()
     record["wall_s_this_call"] = time.time() - start_time
     return record
 

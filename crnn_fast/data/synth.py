@@ -653,6 +653,21 @@ def pad_batch(arrays: Sequence[np.ndarray], texts: Sequence[str] = (), min_width
     return Batch(normalize(torch.from_numpy(out)), widths, list(texts))
 
 
+def widen_batch(batch: Batch, width: int) -> Batch:
+    """`batch` right-padded to `width` as pad_batch pads (each image's last column repeated): the images that
+    pad_batch(arrays, texts, min_width=width) makes. Data-parallel training pads every process's shard to
+    the width of the whole global batch with it."""
+    current = batch.images.shape[-1]
+    if width < current:
+        raise ValueError(f"width must be at least the batch's width {current}, got {width}")
+    if width == current:
+        return batch
+    # After pad_batch an image's last column is its own last column (or a copy of it), so repeating the
+    # batch's last column continues every image exactly as a wider pad_batch would.
+    extra = batch.images[..., -1:].expand(-1, -1, -1, width - current)
+    return Batch(torch.cat([batch.images, extra], dim=-1), batch.widths, batch.texts)
+
+
 class SynthDataset(torch.utils.data.IterableDataset):
     """An endless stream of padded batches of synthetic samples (use DataLoader(batch_size=None)).
 
@@ -661,12 +676,21 @@ class SynthDataset(torch.utils.data.IterableDataset):
     from (seed, worker id, start_batch): deterministic for a given number of workers.
 
     curriculum_batches: for the first batches, degraded_prob ramps up linearly from 0 (clean first).
+    rank, world_size: in data-parallel training each of the world_size processes draws its own stream of
+        batch_size samples per batch (rank 0's is the single-process stream), and all processes take the
+        batches of a pool in the same width order, so that the shards of one global batch have similar
+        widths and padding them to the global batch's widest stays cheap.
     """
 
     def __init__(self, batch_size: int = 64, *, seed: int = 0, split: str = "train", charset: Charset | None = None,
                  mix: dict | None = None, render: RenderConfig | None = None, pool_batches: int = 8,
-                 curriculum_batches: int = 0, start_batch: int = 0, max_line_chars: int = 48):
+                 curriculum_batches: int = 0, start_batch: int = 0, max_line_chars: int = 48, rank: int = 0,
+                 world_size: int = 1):
         super().__init__()
+        if not (isinstance(world_size, int) and world_size >= 1):
+            raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
+        if not (isinstance(rank, int) and 0 <= rank < world_size):
+            raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
         self.batch_size = batch_size
         self.seed = seed
         self.split = split
@@ -677,6 +701,8 @@ class SynthDataset(torch.utils.data.IterableDataset):
         self.curriculum_batches = curriculum_batches
         self.start_batch = start_batch
         self.max_line_chars = max_line_chars
+        self.rank = rank
+        self.world_size = world_size
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -690,13 +716,16 @@ class SynthDataset(torch.utils.data.IterableDataset):
         skip = (self.start_batch // workers) % self.pool_batches
         while True:
             batch_no = (pool_index * workers + worker) * self.pool_batches
-            rng = random.Random(f"{self.seed}/{self.split}/{worker}/{pool_index}")
+            stream = f"{self.seed}/{self.split}/{worker}/{pool_index}"
+            rng = random.Random(stream if self.rank == 0 else f"{stream}/rank{self.rank}")
+            # One process shuffles with its sample stream (as it always has); several share one order.
+            order_rng = rng if self.world_size == 1 else random.Random(f"{stream}/order")
             if self.curriculum_batches > 0:
                 gen.render_config.degraded_prob = target_prob * min(1.0, batch_no / self.curriculum_batches)
             samples = [gen.sample(rng) for _ in range(self.batch_size * self.pool_batches)]
             samples.sort(key=lambda s: s[0].shape[1])
             batches = [samples[i: i + self.batch_size] for i in range(0, len(samples), self.batch_size)]
-            rng.shuffle(batches)
+            order_rng.shuffle(batches)
             for chunk in batches[skip:]:
                 yield pad_batch([s[0] for s in chunk], [s[1] for s in chunk])
             skip = 0

@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from crnn_fast.data import Charset
@@ -142,6 +143,25 @@ def test_bad_files(tmp_path):
 def test_huge_image_downscales():
     out = resize_to_height(np.zeros((3000, 9000), np.uint8))
     assert out.shape == (32, 96)
+
+
+def test_padded_batches_shards_make_the_global_batch(tmp_path):
+    rng = np.random.default_rng(1)
+    items = [(rng.integers(0, 256, (32, int(rng.integers(10, 90))), dtype=np.uint8), f"w{i}") for i in range(20)]
+    dataset = FolderDataset(write_folder(tmp_path, items))
+    whole = padded_batches(dataset, 6, seed=2, pool_batches=2)
+    shards = [padded_batches(dataset, 6, seed=2, pool_batches=2, rank=r, world_size=3) for r in range(3)]
+    for _ in range(7):  # across pools and epochs
+        batch, parts = next(whole), [next(s) for s in shards]
+        # Concatenated in rank order, the shards are the single-process batch, padding included.
+        assert torch.equal(torch.cat([p.images for p in parts]), batch.images)
+        assert [t for p in parts for t in p.texts] == batch.texts
+    resumed = next(padded_batches(dataset, 6, seed=2, pool_batches=2, start_batch=7, rank=1, world_size=3))
+    assert resumed.texts == next(shards[1]).texts
+    with pytest.raises(ValueError, match=r"batch_size \(6\) must be a multiple of world_size \(4\)"):
+        next(padded_batches(dataset, 6, rank=0, world_size=4))
+    with pytest.raises(ValueError, match="rank"):
+        next(padded_batches(dataset, 6, rank=3, world_size=3))
 
 
 def test_padded_batches_from_folder(tmp_path):

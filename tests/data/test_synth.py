@@ -16,6 +16,8 @@ from crnn_fast.data.synth import (
     TextSampler,
     is_heldout_word,
     min_frames,
+    pad_batch,
+    widen_batch,
 )
 
 CHARSET = Charset.printable_ascii()
@@ -154,6 +156,33 @@ def test_dataset_worker_seeding():
     it = iter(loader)
     a, b = next(it), next(it)
     assert a.texts != b.texts  # the two workers draw different streams
+
+
+def test_widen_batch_is_a_wider_pad_batch():
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (HEIGHT, w), dtype=np.uint8) for w in (9, 17, 12)]
+    batch = pad_batch(arrays, ["a", "b", "c"])
+    wide = widen_batch(batch, 30)
+    expected = pad_batch(arrays, ["a", "b", "c"], min_width=30)
+    assert torch.equal(wide.images, expected.images) and torch.equal(wide.widths, expected.widths)
+    assert wide.texts == expected.texts and widen_batch(batch, 17) is batch
+    with pytest.raises(ValueError, match="width must be at least"):
+        widen_batch(batch, 16)
+
+
+def test_dataset_ranks_draw_their_own_streams():
+    _fonts_or_skip()
+
+    def pool(**kw):  # the first pool: pool_batches batches of 2
+        it = iter(SynthDataset(2, seed=1, pool_batches=3, mix={"word": 1.0}, **kw))
+        return [next(it) for _ in range(3)]
+
+    single, rank0, rank1 = pool(), pool(rank=0, world_size=2), pool(rank=1, world_size=2)
+    # Rank 0 draws the single-process samples (in another batch order); rank 1 draws others.
+    assert sorted(t for b in rank0 for t in b.texts) == sorted(t for b in single for t in b.texts)
+    assert [b.texts for b in rank0] != [b.texts for b in rank1]
+    with pytest.raises(ValueError, match="rank"):
+        SynthDataset(2, rank=2, world_size=2)
 
 
 def test_render_heldout_subsets():
