@@ -4,7 +4,7 @@
 # every step gets a timeout from what is left of the budget, and a step that fails or times out does not stop
 # the ones after it (the Triton kernels need no build).
 #
-#   STEPS="build tests bench compile" (default)   add "tune" for a Triton launch-config sweep, "sanitize" for
+#   STEPS="build tests bench e2e compile" (default)  add "tune" for a Triton launch-config sweep, "sanitize" for
 #                                                  compute-sanitizer on the CUDA LSTM, or pick a subset (one
 #                                                  device call per subset when the whole does not fit 9 min)
 #   BUDGET_S=530                                   total seconds
@@ -17,7 +17,7 @@ export BENCH_RESULTS_DIR="$OUT"
 export CRNN_FAST_TEST_GPU=1          # tests/conftest.py: real kernels, not the Triton interpreter
 export TRITON_INTERPRET=0
 export PYTHONUNBUFFERED=1
-STEPS=${STEPS:-"build tests bench compile"}
+STEPS=${STEPS:-"build tests bench e2e compile"}
 BUDGET_S=${BUDGET_S:-530}
 START=$(date +%s)
 SUMMARY="$OUT/summary.txt"
@@ -48,6 +48,9 @@ has tests && run pytest_cuda 190 python -m pytest -m cuda -q -p no:cacheprovider
   --junitxml="$OUT/pytest_cuda.xml" ${PYTEST_ARGS:-} tests
 # torch.nn.LSTM vs the Triton kernels (and the CUDA inference kernel when built): the whole grid.
 has bench && run bench_lstm 170 python benchmarks/bench_lstm.py --impls torch triton cuda --warmup-ms 10 --rep-ms 40
+# The recognizer end to end against the same model run the plain way (eager, +pyctcdecode, torch.compile).
+has e2e && run bench_e2e 200 python benchmarks/bench_e2e.py --batch-sizes 1,8,64,256,1024 --budget 6 \
+  --n-words 8192 --n-lines 2048
 # torch.compile of the eager reference compiles an unrolled graph per shape: a subset, last, with what is left.
 has compile && run bench_lstm_compile 150 python benchmarks/bench_lstm.py --impls torch triton compile \
   --batch 8 256 --time 26 --dtypes float16 --warmup-ms 10 --rep-ms 40

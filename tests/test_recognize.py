@@ -280,3 +280,23 @@ def test_out_of_memory_on_a_single_image_is_that_items_error(recognizer, monkeyp
     with pytest.warns(RuntimeWarning):
         results = rec.recognize([np.zeros((32, 50), np.uint8)] * 3)
     assert all("out of memory" in r.error for r in results)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not SHIPPED, reason="no shipped weights")
+@pytest.mark.parametrize("kwargs", [dict(), dict(precision="fp16"), dict(precision="bf16"),
+                                    dict(preprocess="device", precision="fp16", workers=4),
+                                    dict(cuda_graphs=True, precision="fp16")])
+def test_cuda_pipeline_reads_like_the_cpu(kwargs):
+    from crnn_fast.data.datasets import open_dataset
+
+    root = WEIGHTS_DIR.parents[2] / "benchmarks" / "heldout"
+    paths = []
+    for subset in ("clean_words", "lines"):
+        ds = open_dataset(root / subset)
+        paths += [str(ds.path(i)) for i in range(60)]
+    cpu = Recognizer.from_pretrained(device="cpu").recognize(paths)
+    gpu = Recognizer.from_pretrained(device="cuda", batch_size=32, **kwargs).recognize(paths)
+    same = sum(a.text == b.text for a, b in zip(cpu, gpu))
+    assert same >= 0.95 * len(paths), (kwargs, same)
+    assert all(b.error is None for b in gpu)

@@ -98,3 +98,17 @@ def test_resize_rejects_bad_arguments():
         resize_normalize_pad(packed.data.float(), packed.meta, 32)
     with pytest.raises(ValueError, match="backend"):
         resize_normalize_pad(packed.data, packed.meta, 32, backend="cuda")
+
+
+@pytest.mark.cuda
+def test_triton_matches_reference_on_the_gpu():
+    shapes = SHAPES + [(48, 3000), (16, 16), (200, 40)]
+    arrays, widths = _batch(shapes, seed=5)
+    packed = pack_images(arrays, widths, pin_memory=True)
+    data, meta = packed.to("cuda")
+    pad_width = max(widths) + 33
+    ref = resize_normalize_pad(data, meta, pad_width, backend="ref")
+    tri = resize_normalize_pad(data, meta, pad_width, backend="triton", meta_host=packed.meta)
+    torch.testing.assert_close(tri, ref, atol=2e-5, rtol=0)
+    cpu = resize_normalize_pad(packed.data, packed.meta, pad_width, backend="ref")
+    torch.testing.assert_close(tri.cpu(), cpu, atol=2e-5, rtol=0)
