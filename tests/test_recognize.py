@@ -300,3 +300,24 @@ def test_cuda_pipeline_reads_like_the_cpu(kwargs):
     same = sum(a.text == b.text for a, b in zip(cpu, gpu))
     assert same >= 0.95 * len(paths), (kwargs, same)
     assert all(b.error is None for b in gpu)
+
+
+def test_streaming_memory_stays_flat(recognizer):
+    """recognize_iter over a generator keeps a bounded window: resident memory does not grow with the input."""
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    rng = np.random.default_rng(0)
+    shapes = [(24, int(w)) for w in rng.integers(10, 120, 50)]
+
+    def images(n):
+        for i in range(n):  # fresh arrays: nothing is kept alive by the caller
+            yield rng.integers(0, 256, shapes[i % 50], dtype=np.uint8)
+
+    rec = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=32, window_batches=4)
+    marks = {}
+    for i, _ in enumerate(rec.recognize_iter(images(5000))):
+        if i + 1 in (1500, 5000):
+            marks[i + 1] = rss_mb()
+    assert marks[5000] - marks[1500] < 16, marks  # 3,500 more images (~6 MB of pixels) must not accumulate
