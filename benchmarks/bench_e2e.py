@@ -139,9 +139,9 @@ def time_batches(run, images: list[bytes], batch_size: int, budget: float, sync)
             "texts": texts}
 
 
-def network_rows(model, plain, images: list[bytes], batch_size: int, device, precision, sync, reps: int) -> list:
+def network_rows(recognizer, plain, images: list[bytes], batch_size: int, sync, reps: int) -> list:
     """CNN alone vs CNN + LSTMs + greedy decoding to host text, on a batch already preprocessed on the device."""
-    from crnn_fast.ops import ctc_greedy
+    model, device, precision = recognizer.model, recognizer.device, recognizer.precision
 
     batch = (images * (batch_size // len(images) + 1))[:batch_size]
     arrays = [prepare_image(b) for b in batch]
@@ -154,7 +154,7 @@ def network_rows(model, plain, images: list[bytes], batch_size: int, device, pre
     def ours_net():
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             lp = model(x_cl, widths).float()
-        out = ctc_greedy(lp, model.output_lengths(widths).to(lp.device), backend="ref" if lp.is_cuda else "auto")
+        out = recognizer._greedy(lp, model.output_lengths(widths).to(lp.device))  # the recognizer's decoding
         return out.tokens.cpu()
 
     def ours_cnn():
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
                              "images": len(images), "images_per_s": len(images) / dt})
                 print(f"{kind:5s} bs {bs:5d} {'crnn_fast stream':16s} {len(images) / dt:9.1f} img/s", flush=True)
             if bs >= 8:
-                for row in network_rows(model, plain, images, bs, device, precision, sync, reps=5):
+                for row in network_rows(recognizer, plain, images, bs, sync, reps=5):
                     row["data"] = kind
                     rows.append(row)
                     extra = f"  +{row['added_over_cnn_pct']:.0f}% over cnn" if "added_over_cnn_pct" in row else ""

@@ -147,13 +147,12 @@ class Recognizer:
         self._batch_cap = batch_size  # lowered by out-of-memory back-off
         self._decoders: dict = {}
         self._graphs: collections.OrderedDict = collections.OrderedDict()
-        self._greedy_backend = "auto"
-        if on_cuda:
-            from ._ext import auto_kernel
+        # Greedy decoding where the log-probs are: the compiled kernel of the device, or on CUDA while that kernel
+        # is not validated (see _ext.GPU_VALIDATED) the same decoding in torch ops, still on the GPU.
+        from ._ext import auto_kernel
+        from .ops.ctc_greedy import ctc_greedy, ctc_greedy_torch
 
-            # An unvalidated CUDA kernel is not the default (see _ext.GPU_VALIDATED); the reference is torch ops,
-            # so it decodes on the GPU too instead of copying the log-probs to the host.
-            self._greedy_backend = "auto" if auto_kernel("ctc_greedy", "cuda") else "ref"
+        self._greedy = ctc_greedy if not on_cuda or auto_kernel("ctc_greedy", "cuda") else ctc_greedy_torch
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, device="auto",
@@ -350,9 +349,7 @@ class Recognizer:
         return static_out.clone()
 
     def _greedy_results(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[RecognitionResult]:
-        from .ops import ctc_greedy
-
-        out = ctc_greedy(log_probs, lengths.to(log_probs.device), backend=self._greedy_backend)
+        out = self._greedy(log_probs, lengths.to(log_probs.device))
         # One device-to-host copy for the whole batch: token ids (< 2**24, exact in float32), their log-probs,
         # the token counts and the path log-prob side by side.
         packed = torch.cat([out.tokens.float(), out.token_logprobs.float(), out.token_lengths[:, None].float(),

@@ -41,3 +41,33 @@ def ctc_greedy(log_probs: torch.Tensor, lengths=None, blank: int = 0, backend: s
         out = torch.ops.crnn_fast.ctc_greedy(log_probs.cpu(), lengths.cpu(), blank)
         return GreedyOutput(*(t.to(log_probs.device) for t in out))
     return GreedyOutput(*torch.ops.crnn_fast.ctc_greedy(log_probs, lengths, blank))
+
+
+def ctc_greedy_torch(log_probs: torch.Tensor, lengths=None, blank: int = 0) -> GreedyOutput:
+    """ctc_greedy in vectorised torch ops: the same GreedyOutput, computed on log_probs' device with no host
+    synchronisation (the recognizer's GPU decoding while the CUDA kernel is not validated, see _ext.GPU_VALIDATED).
+
+    Per frame the best class (ties: lowest id, as torch.max) and its log-prob; a token starts where the best
+    class is not blank and differs from the previous frame's; its log-prob is the maximum over its run."""
+    check_log_probs(log_probs)
+    B, T, C = log_probs.shape
+    lengths = check_lengths(lengths, B, T, device=log_probs.device)
+    blank = check_blank(blank, C)
+    score_dtype = torch.float64 if log_probs.dtype == torch.float64 else torch.float32
+    best_lp, best = log_probs.detach().to(score_dtype).max(dim=-1)  # (B, T)
+    frame = torch.arange(T, device=log_probs.device)
+    valid = frame[None, :] < lengths[:, None]
+    previous = torch.cat([best.new_full((B, 1), -1), best[:, :-1]], dim=1)
+    emitting = valid & (best != blank)  # frames inside a token's run
+    starts = emitting & (best != previous)  # the first frame of each token
+    token_index = starts.cumsum(dim=1) - 1  # which token a frame of a run belongs to
+    counts = starts.sum(dim=1)
+    slot = torch.where(starts, token_index, T)  # non-starting frames write into a spare column T
+    tokens = best.new_full((B, T + 1), -1).scatter_(1, slot, best)[:, :T]
+    frames = best.new_full((B, T + 1), -1).scatter_(1, slot, frame.expand(B, T).contiguous())[:, :T]
+    run_slot = torch.where(emitting, token_index, T)
+    token_lp = best_lp.new_full((B, T + 1), float("-inf")).scatter_reduce_(1, run_slot, best_lp, reduce="amax",
+                                                                           include_self=True)[:, :T]
+    token_lp = torch.where(frame[None, :] < counts[:, None], token_lp, torch.zeros_like(token_lp))
+    path_lp = torch.where(valid, best_lp, torch.zeros_like(best_lp)).sum(dim=1)
+    return GreedyOutput(tokens, counts, frames, token_lp, path_lp)

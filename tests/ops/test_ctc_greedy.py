@@ -135,3 +135,38 @@ def test_compiled_op_checks_its_arguments():
     ]:
         with pytest.raises(RuntimeError, match=name):
             op(*args)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B, T, C", [(1, 1, 2), (1, 26, 37), (5, 13, 96), (64, 26, 37), (3, 400, 6001), (2, 7, 1)])
+@pytest.mark.parametrize("peaked", [False, True])
+def test_torch_ops_greedy_matches_reference(dtype, B, T, C, peaked):
+    from crnn_fast.ops.ctc_greedy import ctc_greedy_torch
+
+    log_probs, lengths = _inputs(B, T, C, dtype, peaked=peaked)
+    _assert_same(ctc_greedy_torch(log_probs, lengths), ctc_greedy_ref(log_probs, lengths))
+    _assert_same(ctc_greedy_torch(log_probs), ctc_greedy_ref(log_probs))
+
+
+def test_torch_ops_greedy_ties_repeats_and_blank():
+    from crnn_fast.ops.ctc_greedy import ctc_greedy_torch
+
+    # frames: a a - a b b (ties between 1 and 2 in frame 4 go to 1) with blank 0; and a blank other than 0
+    best = [[1, 1, 0, 1, 2, 2], [3, 0, 0, 3, 3, 1]]
+    lp = torch.full((2, 6, 4), -5.0)
+    for b, row in enumerate(best):
+        for t, k in enumerate(row):
+            lp[b, t, k] = -0.1 * (t + 1)
+    lp[0, 4, 1] = lp[0, 4, 2]
+    for blank in (0, 3):
+        _assert_same(ctc_greedy_torch(lp, blank=blank), ctc_greedy_ref(lp, blank=blank))
+    with pytest.raises(ValueError, match="lengths"):
+        ctc_greedy_torch(lp, torch.tensor([7, 1]))
+
+
+@pytest.mark.cuda
+def test_torch_ops_greedy_on_the_gpu():
+    from crnn_fast.ops.ctc_greedy import ctc_greedy_torch
+
+    log_probs, lengths = _inputs(64, 200, 96, torch.float16, device="cuda", peaked=True)
+    _assert_same(ctc_greedy_torch(log_probs, lengths), ctc_greedy_ref(log_probs, lengths))
