@@ -28,15 +28,22 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <limits>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../checks.h"
 #include "../ctc_beam_search_checks.h"
 #include "ctc_lm.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CRNN_FAST_X86_SIMD 1
+#endif
 
 namespace crnn_fast {
 namespace {
@@ -63,6 +70,112 @@ inline double log_add(double a, double b) {
 // exact score must not prune a candidate that ties the bound.
 inline double loosen(double bound) {
   return bound == kNegInf ? kNegInf : bound - 1e-9 * std::max(1.0, std::fabs(bound));
+}
+
+// ---- row scans (the only O(C) work per frame): AVX2 when the CPU has it, else SSE2, else scalar ------------
+// The smallest float f with double(f) >= t (NaN for NaN): for a float x, x >= f exactly when double(x) >= t.
+inline float float_at_least(double t) {
+  if (std::isnan(t)) return std::numeric_limits<float>::quiet_NaN();
+  if (t <= -static_cast<double>(FLT_MAX)) return t == kNegInf ? -std::numeric_limits<float>::infinity() : -FLT_MAX;
+  if (t > static_cast<double>(FLT_MAX)) return std::numeric_limits<float>::infinity();
+  float f = static_cast<float>(t);
+  if (static_cast<double>(f) < t) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
+// Whether x[0..n) holds no NaN and no +inf; *mx = max(*mx, max of x[0..n)).
+template <typename T>
+bool finite_max_scalar(const T* x, int64_t n, T* mx) {
+  const T inf = std::numeric_limits<T>::infinity();
+  bool bad = false;
+  T m = *mx;
+  for (int64_t i = 0; i < n; ++i) {
+    bad |= !(x[i] < inf);  // NaN and +inf both fail v < inf
+    m = std::max(m, x[i]);
+  }
+  *mx = m;
+  return !bad;
+}
+
+// Appends to out the i in [begin, end) with x[i] >= thr, ascending; returns how many.
+template <typename T>
+int64_t collect_ge_scalar(const T* x, int64_t begin, int64_t end, T thr, int32_t* out) {
+  int64_t n = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    out[n] = static_cast<int32_t>(i);
+    n += x[i] >= thr;
+  }
+  return n;
+}
+
+#ifdef CRNN_FAST_X86_SIMD
+__attribute__((target("avx2"))) bool finite_max_avx2(const float* x, int64_t n, float* mx) {
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 m0 = _mm256_set1_ps(*mx), m1 = m0, bad = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ), _mm256_cmp_ps(b, inf, _CMP_NLT_UQ)));
+    m0 = _mm256_max_ps(m0, a);
+    m1 = _mm256_max_ps(m1, b);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+  float m = *mx;
+  for (float v : lanes) m = std::max(m, v);
+  *mx = m;
+  const bool ok = _mm256_movemask_ps(bad) == 0;
+  return finite_max_scalar(x + i, n - i, mx) && ok;
+}
+
+__attribute__((target("avx2"))) int64_t collect_ge_avx2(const float* x, int64_t begin, int64_t end, float thr,
+                                                          int32_t* out) {
+  const __m256 t = _mm256_set1_ps(thr);
+  int64_t n = 0, i = begin;
+  for (; i + 8 <= end; i += 8) {
+    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), t, _CMP_GE_OQ)));
+    while (mask) {
+      out[n++] = static_cast<int32_t>(i + __builtin_ctz(mask));
+      mask &= mask - 1;
+    }
+  }
+  return n + collect_ge_scalar(x, i, end, thr, out + n);
+}
+
+inline bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#endif
+
+template <typename T>
+bool finite_max(const T* x, int64_t n, T* mx) {
+#ifdef CRNN_FAST_X86_SIMD
+  if constexpr (std::is_same_v<T, float>) {
+    if (has_avx2()) return finite_max_avx2(x, n, mx);
+  }
+#endif
+  return finite_max_scalar(x, n, mx);
+}
+
+template <typename T>
+int64_t collect_ge(const T* x, int64_t begin, int64_t end, T thr, int32_t* out) {
+#ifdef CRNN_FAST_X86_SIMD
+  if constexpr (std::is_same_v<T, float>) {
+    if (has_avx2()) return collect_ge_avx2(x, begin, end, thr, out);
+  }
+#endif
+  return collect_ge_scalar(x, begin, end, thr, out);
+}
+
+// The threshold in the row's type that selects exactly the values v with double(v) >= t.
+template <typename T>
+T row_threshold(double t) {
+  if constexpr (std::is_same_v<T, float>) {
+    return float_at_least(t);
+  } else {
+    return t;
+  }
 }
 
 using BeamResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
@@ -184,9 +297,11 @@ struct Workspace {
   std::vector<uint8_t> successors_known;
   std::vector<int32_t> kid_head, kid_next, sel;
   std::vector<int32_t> slot_of, slot_stamp;
-  std::vector<int32_t> cand, topk, topk_stamp;
-  int64_t n_cand = 0, n_sorted = 0;
-  bool cand_ready = false;
+  std::vector<int32_t> cand, topk, topk_stamp, scratch;
+  int64_t n_sorted = 0;
+  bool cand_ready = false, bins_ready = false;
+  std::vector<int32_t> rest, bin_of, bin_start, bin_fill, binned;  // candidates past the sorted ones, in bins
+  std::vector<double> rest_key, binned_key, bin_max;
   int32_t stamp = 0;
   std::vector<int64_t> seq_a, seq_b, out_tok, out_frame;
 };
@@ -213,18 +328,19 @@ class SequenceDecoder {
   const Params& P;
   Workspace& W;
   double best_ = kNegInf;
+  double bound_ = kNegInf;  // what a candidate must reach to survive this frame (see offer)
+  double loose_ = kNegInf;  // loosen(bound_)
 
   // Checks a row (false for NaN or +inf) and finds its highest non-blank log-prob.
   bool scan_row(const scalar_t* row) {
-    bool bad = false;
     const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
-    for (int64_t c = 0; c < P.C; ++c) bad |= !(row[c] < inf);  // NaN and +inf both fail v < inf
-    if (bad) return false;
-    scalar_t m = -inf;  // two loops around the blank: both vectorise
-    for (int64_t c = 0; c < P.blank; ++c) m = std::max(m, row[c]);
-    for (int64_t c = P.blank + 1; c < P.C; ++c) m = std::max(m, row[c]);
+    scalar_t m = -inf, ignored = -inf;
+    // Around the blank, which takes no part in the max.
+    bool ok = finite_max(row, P.blank, &m);
+    ok &= finite_max(row + P.blank, 1, &ignored);
+    ok &= finite_max(row + P.blank + 1, P.C - P.blank - 1, &m);
     max_lp_ = static_cast<double>(m);
-    return true;
+    return ok;
   }
 
   // ---- prefix tree -------------------------------------------------------------------------------------
@@ -330,6 +446,12 @@ class SequenceDecoder {
     return (A[level] + p) * ctc::kLn10;
   }
 
+  // lm_logprob(y, c) when the LM backs off to c's unigram: the same expression at level 0.
+  double lm_unigram_logprob(int32_t y, int64_t c) const {
+    const double* A = &W.acc[static_cast<size_t>(y) * P.lm_order];
+    return (A[0] + P.lm_unigram[c]) * ctc::kLn10;
+  }
+
   bool is_final(int32_t node) const {
     if (node == 0) return true;
     const int32_t tn = W.trie[node];
@@ -352,32 +474,51 @@ class SequenceDecoder {
 
   void select_top_k(const scalar_t* row) {
     W.topk.clear();
-    for (int32_t c = 0; c < P.C; ++c) {
-      if (c != P.blank) W.topk.push_back(c);
-    }
     // top_k ranks by log-prob alone.
     auto cmp = [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
-    std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
-    W.topk.resize(P.top_k);
+    if (P.top_k > 64 || P.C < 256) {
+      for (int32_t c = 0; c < P.C; ++c) {
+        if (c != P.blank) W.topk.push_back(c);
+      }
+      std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
+      W.topk.resize(P.top_k);
+    } else {
+      // A heap of the top_k best so far (front: the worst), fed block by block with the classes strictly
+      // above its worst (classes come in ascending id order: an equal log-prob loses the tie).
+      std::vector<int32_t>& h = W.topk;
+      if (W.scratch.size() < 1024) W.scratch.resize(1024);
+      const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
+      for (int64_t begin = 0; begin < P.C; begin += 1024) {
+        const int64_t end = std::min<int64_t>(P.C, begin + 1024);
+        const scalar_t thr = static_cast<int64_t>(h.size()) < P.top_k ? -inf : row[h.front()];
+        const int64_t n = collect_ge(row, begin, end, thr, W.scratch.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const int32_t c = W.scratch[i];
+          if (c == P.blank) continue;
+          if (static_cast<int64_t>(h.size()) < P.top_k) {
+            h.push_back(c);
+            std::push_heap(h.begin(), h.end(), cmp);
+          } else if (row[c] > row[h.front()]) {
+            std::pop_heap(h.begin(), h.end(), cmp);
+            h.back() = c;
+            std::push_heap(h.begin(), h.end(), cmp);
+          }
+        }
+      }
+    }
     for (int32_t c : W.topk) W.topk_stamp[c] = W.stamp;
   }
 
-  // The classes a prefix may be extended by whose log-prob is >= floor (nothing below can survive), in
-  // the order (log-prob descending, id ascending), produced lazily: first the best few by one pass with a
-  // small heap (a walk rarely goes deeper than the beam width), all of them when a walk needs more.
-  template <typename F>
-  void for_each_source(F f) const {
-    if (P.use_top_k) {
-      for (int32_t c : W.topk) f(c);
-    } else {
-      for (int32_t c = 0; c < P.blank; ++c) f(c);
-      for (int32_t c = static_cast<int32_t>(P.blank) + 1; c < P.C; ++c) f(c);
-    }
-  }
-
+  // The classes a prefix may be extended by whose walk key is >= floor (nothing below can survive), in two
+  // parts: the best few in the order (key descending, id ascending), found by one pass with a small heap (a
+  // walk rarely goes deeper than the beam width); then, built when some walk needs more, all the others
+  // above the floor in bins of decreasing key (a counting sort: the order inside a bin does not matter,
+  // since which extensions are offered does not depend on the order they are tried in; the walk stops at
+  // the first bin whose largest key cannot reach the bound).
   void prepare_candidates(const scalar_t* row, double floor) {
     W.cand_ready = true;
     floor_ = floor;
+    W.bins_ready = false;
     if (P.use_lm) {
       if (static_cast<int64_t>(W.key.size()) < P.C) W.key.resize(P.C);
       const double scale = P.lm_weight * ctc::kLn10;
@@ -385,13 +526,14 @@ class SequenceDecoder {
     }
     const int64_t n_src = P.use_top_k ? static_cast<int64_t>(W.topk.size()) : P.C - 1;
     const int64_t m = P.beam_width + 8;
+    W.cand.clear();
+    W.n_sorted = 0;
     if (n_src <= 2 * m) {
-      collect_all(row);
+      cand_complete_ = false;  // everything goes to the bins
       return;
     }
     auto cmp = [this, row](int32_t a, int32_t b) { return before(row, a, b); };
     std::vector<int32_t>& h = W.cand;  // a heap whose front is the worst kept class
-    h.clear();
     // `cut`: a value every class worth a look reaches (the floor, then the heap's worst): the scan below is
     // one compare per class and the heap is touched rarely.
     double cut = floor;
@@ -415,43 +557,99 @@ class SequenceDecoder {
         if (c != P.blank && W.key[c] >= cut) offer_class(c);
       }
     } else {
-      for (int32_t c = 0; c < P.blank; ++c) {
-        if (static_cast<double>(row[c]) >= cut) offer_class(c);
-      }
-      for (int32_t c = static_cast<int32_t>(P.blank) + 1; c < P.C; ++c) {
-        if (static_cast<double>(row[c]) >= cut) offer_class(c);
+      if (W.scratch.size() < 1024) W.scratch.resize(1024);
+      for (int64_t begin = 0; begin < P.C; begin += 1024) {
+        const int64_t end = std::min<int64_t>(P.C, begin + 1024);
+        const int64_t n = collect_ge(row, begin, end, row_threshold<scalar_t>(cut), W.scratch.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const int32_t c = W.scratch[i];
+          if (c != P.blank && static_cast<double>(row[c]) >= cut) offer_class(c);
+        }
       }
     }
     std::sort(h.begin(), h.end(), cmp);
-    W.n_cand = W.n_sorted = static_cast<int64_t>(h.size());
-    cand_complete_ = W.n_cand < m;  // fewer than m passed the floor: that is all of them
+    W.n_sorted = static_cast<int64_t>(h.size());
+    cand_complete_ = W.n_sorted < m;  // fewer than m passed the floor: that is all of them
   }
 
-  void collect_all(const scalar_t* row) {
-    W.cand.clear();
+  // The candidates above the floor that are not among the sorted first ones, in bins.
+  void build_bins(const scalar_t* row) {
+    W.bins_ready = true;
+    W.rest.clear();
+    W.rest_key.clear();
     const double floor = floor_;
-    for_each_source([&](int32_t c) {
-      if (walk_key(row, c) >= floor) W.cand.push_back(c);
-    });
-    W.n_cand = static_cast<int64_t>(W.cand.size());
-    W.n_sorted = 0;
-    cand_complete_ = true;
+    const bool after_sorted = W.n_sorted > 0;
+    const int32_t last = after_sorted ? W.cand[W.n_sorted - 1] : -1;
+    double kmax = kNegInf, kmin = std::numeric_limits<double>::infinity();
+    auto take = [&](int32_t c, double k) {
+      if (k >= floor && !(after_sorted && !before(row, last, c))) {
+        W.rest.push_back(c);
+        W.rest_key.push_back(k);
+        kmax = std::max(kmax, k);
+        if (k != kNegInf) kmin = std::min(kmin, k);
+      }
+    };
+    if (P.use_top_k) {
+      for (int32_t c : W.topk) take(c, walk_key(row, c));
+    } else if (P.use_lm) {
+      for (int32_t c = 0; c < P.C; ++c) {
+        if (c != P.blank) take(c, W.key[c]);
+      }
+    } else {
+      if (static_cast<int64_t>(W.scratch.size()) < P.C) W.scratch.resize(P.C);
+      const int64_t n = collect_ge(row, 0, P.C, row_threshold<scalar_t>(floor), W.scratch.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t c = W.scratch[i];
+        if (c != P.blank) take(c, static_cast<double>(row[c]));
+      }
+    }
+    const int64_t n = static_cast<int64_t>(W.rest.size());
+    int64_t nb = std::min<int64_t>(64, std::max<int64_t>(1, n / 4));
+    const double span = kmax - kmin;
+    double scale = nb / span;
+    if (!(span > 0) || !std::isfinite(scale)) nb = 1, scale = 0;
+    // Bin of key k: floor((kmax - k) * scale), monotone in k (IEEE rounding is), -inf keys in the last bin.
+    W.bin_of.resize(n);
+    W.bin_start.assign(nb + 1, 0);
+    W.bin_max.assign(nb, kNegInf);
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = (kmax - W.rest_key[i]) * scale;
+      const int32_t bin = d < static_cast<double>(nb) ? static_cast<int32_t>(d) : static_cast<int32_t>(nb - 1);
+      W.bin_of[i] = bin;
+      ++W.bin_start[bin + 1];
+      W.bin_max[bin] = std::max(W.bin_max[bin], W.rest_key[i]);
+    }
+    for (int64_t b = 0; b < nb; ++b) W.bin_start[b + 1] += W.bin_start[b];
+    W.binned.resize(n);
+    W.binned_key.resize(n);
+    W.bin_fill.assign(W.bin_start.begin(), W.bin_start.end() - 1);
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t k = W.bin_fill[W.bin_of[i]]++;
+      W.binned[k] = W.rest[i];
+      W.binned_key[k] = W.rest_key[i];
+    }
   }
 
-  // The i-th candidate class, or -1 past the last.
-  int32_t cand_at(const scalar_t* row, int64_t i) {
-    if (i < W.n_sorted) return W.cand[i];
-    if (!cand_complete_) collect_all(row);  // the same total order: the first n_sorted stay where they were
-    if (i >= W.n_cand) return -1;
-    if (i >= W.n_sorted) {
-      const int64_t want = std::min(W.n_cand, std::max<int64_t>(std::max<int64_t>(16, 2 * W.n_sorted), i + 1));
-      auto cmp = [this, row](int32_t a, int32_t b) { return before(row, a, b); };
-      auto first = W.cand.begin() + W.n_sorted, mid = W.cand.begin() + want;
-      if (want < W.n_cand) std::nth_element(first, mid - 1, W.cand.end(), cmp);
-      std::sort(first, mid, cmp);
-      W.n_sorted = want;
+  // Calls f(c) for every candidate class c with head + key(c) >= the (rising) bound, and maybe for a few
+  // below it (f checks what it needs); never misses one that reaches it.
+  template <typename F>
+  void walk(const scalar_t* row, double head, F f) {
+    for (int64_t i = 0; i < W.n_sorted; ++i) {
+      const int32_t c = W.cand[i];
+      if (head + walk_key(row, c) < loose_bound()) return;
+      f(c);
     }
-    return W.cand[i];
+    if (cand_complete_) return;
+    if (!W.bins_ready) build_bins(row);
+    const int64_t nb = static_cast<int64_t>(W.bin_max.size());
+    for (int64_t b = 0; b < nb; ++b) {
+      if (W.bin_start[b] == W.bin_start[b + 1]) continue;  // empty (its bin_max is -inf)
+      if (head + W.bin_max[b] < loose_bound()) return;
+      for (int32_t i = W.bin_start[b]; i < W.bin_start[b + 1]; ++i) {
+        if (head + W.binned_key[i] < loose_bound()) continue;
+        f(W.binned[i]);
+      }
+    }
   }
 
   // ---- bound on what survives this frame's pruning -------------------------------------------------
@@ -464,14 +662,18 @@ class SequenceDecoder {
       std::pop_heap(W.heap.begin(), W.heap.end(), std::greater<double>());
       W.heap.back() = s;
       std::push_heap(W.heap.begin(), W.heap.end(), std::greater<double>());
+    } else {
+      return;  // neither the K-th best nor the best changed (s <= K-th best <= best)
     }
-  }
-
-  double bound() const {
     double b = static_cast<int64_t>(W.heap.size()) >= P.beam_width ? W.heap.front() : kNegInf;
     if (P.use_threshold && best_ != kNegInf) b = std::max(b, best_ - P.beam_threshold);
-    return b;
+    bound_ = b;
+    loose_ = loosen(b);
   }
+
+  // The bound, kept up to date by offer() (read once per candidate: cheaper than recomputing it).
+  double bound() const { return bound_; }
+  double loose_bound() const { return loose_; }
 
   // ---- one frame ---------------------------------------------------------------------------------------
   void step(const scalar_t* row, int64_t t, bool last) {
@@ -493,7 +695,7 @@ class SequenceDecoder {
     if (!skip && P.use_top_k) select_top_k(row);
     W.pool.clear();
     W.heap.clear();
-    best_ = kNegInf;
+    best_ = bound_ = loose_ = kNegInf;
     W.totals.resize(n);
     W.heads.resize(n);
     W.heads2.resize(n);
@@ -589,7 +791,7 @@ class SequenceDecoder {
     const double total = W.totals[j];
     if (total == kNegInf) return;
     const double head = W.heads[j];
-    if (!P.use_lm && head + max_lp_ < loosen(bound())) return;
+    if (!P.use_lm && head + max_lp_ < loose_bound()) return;
     if (P.use_lexicon && P.trie.fanout(W.trie[y]) <= kDirectFanout) {
       const int64_t tn = W.trie[y];
       for (int64_t k = P.trie.offsets[tn]; k < P.trie.offsets[tn + 1]; ++k) {
@@ -614,31 +816,29 @@ class SequenceDecoder {
       const std::vector<int32_t>& known = successors(W.ctx[static_cast<size_t>(y) * ctx_cap()]);
       for (const int32_t c : known) {
         W.seen_stamp[c] = W.seen_id;
-        if (!in_top_k(c) || head + static_cast<double>(row[c]) < loosen(bound())) continue;
+        if (!in_top_k(c) || head + static_cast<double>(row[c]) < loose_bound()) continue;
         int64_t ctrie = 0;
         if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
         try_extend(row, j, c, ctrie, final_filter);
       }
     }
     const double head2 = W.heads2[j];
-    if (!W.cand_ready) prepare_candidates(row, loosen(bound()) - max_head_);
-    for (int64_t i = 0;; ++i) {
-      const int32_t c = cand_at(row, i);
-      if (c < 0) break;
-      if (head2 + walk_key(row, c) < loosen(bound())) break;
-      if (split && W.seen_stamp[c] == W.seen_id) continue;
+    if (!W.cand_ready) prepare_candidates(row, loose_bound() - max_head_);
+    walk(row, head2, [&](int32_t c) {
+      if (split && W.seen_stamp[c] == W.seen_id) return;
       int64_t ctrie = 0;
       if (P.use_lexicon) {
         if (c == P.separator) {
           const int64_t tn = W.trie[y];
-          if (!(tn != 0 && P.trie.is_word[tn])) continue;
+          if (!(tn != 0 && P.trie.is_word[tn])) return;
         } else {
           ctrie = P.trie.child(W.trie[y], c);
-          if (ctrie < 0) continue;
+          if (ctrie < 0) return;
         }
       }
-      try_extend(row, j, c, ctrie, final_filter);
-    }
+      // Not a class the LM knows after y's last word: the LM backs off to its unigram (no lookup needed).
+      try_extend(row, j, c, ctrie, final_filter, /*unigram=*/P.use_lm && (split || W.kmax[y] == 0));
+    });
   }
 
   const std::vector<int32_t>& successors(int64_t v) {
@@ -669,7 +869,8 @@ class SequenceDecoder {
     return *ctrie >= 0;
   }
 
-  void try_extend(const scalar_t* row, int32_t j, int64_t c, int64_t ctrie, bool final_filter) {
+  // unigram: the LM is known to back off to c's unigram after y (lm_logprob's level 0, computed the same way).
+  void try_extend(const scalar_t* row, int32_t j, int64_t c, int64_t ctrie, bool final_filter, bool unigram = false) {
     for (int32_t k = W.kid_head[j]; k >= 0; k = W.kid_next[k]) {
       if (W.pool[k].token == c) return;  // y + c is in the beam: its extension was merged above
     }
@@ -677,8 +878,9 @@ class SequenceDecoder {
     const Entry& e = W.beam[j];
     const int32_t y = e.node;
     const double a = (c == W.token[y] ? e.pb : W.totals[j]) + static_cast<double>(row[c]);
-    if (a + W.lmub[j] < loosen(bound())) return;
-    const double term = P.use_lm ? P.lm_weight * lm_logprob(y, c) + P.bonus : P.bonus;
+    if (a + W.lmub[j] < loose_bound()) return;
+    const double term =
+        P.use_lm ? P.lm_weight * (unigram ? lm_unigram_logprob(y, c) : lm_logprob(y, c)) + P.bonus : P.bonus;
     const double lmc = W.lm[y] + term;
     const double s = a + lmc;
     if (s == kNegInf || s < bound()) return;
