@@ -198,6 +198,12 @@ struct Params {
   int64_t lm_bos = -1;
   double lm_max_unigram = 0;  // largest log10 unigram probability (the empty n-gram's row; 0 without one)
   const double* lm_unigram = nullptr;  // (C,) log10 unigram probability of each class's LM word
+  // The LM words the classes map to, each with its classes (CSR; several classes share a word when they are
+  // outside the LM's vocabulary: <unk>). lm_words: 1 + the largest word id a class maps to.
+  int64_t lm_words = 0, n_words = 0;
+  const int64_t* word_list = nullptr;   // (n_words,) the distinct words
+  const int32_t* word_off = nullptr;    // (n_words + 1,)
+  const int32_t* word_cls = nullptr;    // (C - 1,) classes of word i: word_cls[word_off[i] .. word_off[i + 1])
 
   double lm_weight = 0, bonus = 0;
   // outputs
@@ -293,8 +299,16 @@ struct Workspace {
   int32_t seen_id = 0;
   // The classes c whose LM word follows LM word v in a stored bigram, found on first need (C lookups, most
   // answered by the Bloom filter) and kept for the worker's whole batch.
-  std::vector<std::vector<int32_t>> successors;
-  std::vector<uint8_t> successors_known;
+  // Successors of v: the classes of single-class words, and the indices (into word_list) of words shared by
+  // several classes, which are tried as a group (one LM lookup for all of them).
+  struct Successors {
+    bool known = false;
+    std::vector<int32_t> classes, groups;
+  };
+  std::vector<Successors> successors;
+  // Per frame, a shared word's classes above a floor, log-prob descending (stamp: the frame it is for).
+  std::vector<std::vector<int32_t>> group_cand;
+  std::vector<int32_t> group_stamp;
   std::vector<int32_t> kid_head, kid_next, sel;
   std::vector<int32_t> slot_of, slot_stamp;
   std::vector<int32_t> cand, topk, topk_stamp, scratch;
@@ -740,6 +754,7 @@ class SequenceDecoder {
     // New prefixes: y + c for y in the beam.
     if (!skip) {
       max_head_ = kNegInf;
+      max_head_group_ = kNegInf;
       for (int32_t j = 0; j < n; ++j) {
         const int32_t y = W.beam[j].node;
         // lm(y + c) <= lm(y) + bonus + lm_weight * (largest LM log-prob after y's context)
@@ -749,6 +764,8 @@ class SequenceDecoder {
         // class's walk key; the classes the LM knows after y's last word are tried apart.
         W.heads2[j] = P.use_lm ? W.totals[j] + W.lm[y] + (P.bonus + P.lm_weight * W.a0[y]) : W.heads[j];
         max_head_ = std::max(max_head_, W.heads2[j]);
+        // lm_weight * ln p <= 0: what any extension of slot j scores, less its class's log-prob, is at most this.
+        max_head_group_ = std::max(max_head_group_, W.totals[j] + W.lm[y] + P.bonus);
       }
       for (int32_t j = 0; j < n; ++j) extend(row, j, final_filter);
     }
@@ -812,20 +829,35 @@ class SequenceDecoder {
         std::fill(W.seen_stamp.begin(), W.seen_stamp.end(), 0);
         W.seen_id = 1;
       }
-      if (static_cast<int64_t>(W.seen_stamp.size()) < P.C) W.seen_stamp.assign(P.C, 0);
-      const std::vector<int32_t>& known = successors(W.ctx[static_cast<size_t>(y) * ctx_cap()]);
-      for (const int32_t c : known) {
-        W.seen_stamp[c] = W.seen_id;
+      if (static_cast<int64_t>(W.seen_stamp.size()) < P.lm_words) W.seen_stamp.assign(P.lm_words, 0);
+      const Workspace::Successors& known = successors(W.ctx[static_cast<size_t>(y) * ctx_cap()]);
+      for (const int32_t c : known.classes) {
+        W.seen_stamp[P.lm_token_map[c]] = W.seen_id;
         if (!in_top_k(c) || head + static_cast<double>(row[c]) < loose_bound()) continue;
         int64_t ctrie = 0;
         if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
         try_extend(row, j, c, ctrie, final_filter);
       }
+      for (const int32_t gi : known.groups) {
+        W.seen_stamp[P.word_list[gi]] = W.seen_id;
+        const std::vector<int32_t>& g = group_candidates(row, gi);
+        if (g.empty()) continue;
+        // One LM lookup for the group: every class of the word scores the same LM term after y.
+        const double lmv = lm_logprob(y, g[0]);
+        const double head_g = W.totals[j] + (W.lm[y] + (P.lm_weight * lmv + P.bonus));
+        for (const int32_t c : g) {
+          if (head_g + static_cast<double>(row[c]) < loose_bound()) break;
+          if (!in_top_k(c)) continue;
+          int64_t ctrie = 0;
+          if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
+          try_extend(row, j, c, ctrie, final_filter, false, &lmv);
+        }
+      }
     }
     const double head2 = W.heads2[j];
     if (!W.cand_ready) prepare_candidates(row, loose_bound() - max_head_);
     walk(row, head2, [&](int32_t c) {
-      if (split && W.seen_stamp[c] == W.seen_id) return;
+      if (split && W.seen_stamp[P.lm_token_map[c]] == W.seen_id) return;
       int64_t ctrie = 0;
       if (P.use_lexicon) {
         if (c == P.separator) {
@@ -841,21 +873,42 @@ class SequenceDecoder {
     });
   }
 
-  const std::vector<int32_t>& successors(int64_t v) {
-    if (v >= static_cast<int64_t>(W.successors_known.size())) {
-      W.successors_known.resize(v + 1, 0);
-      W.successors.resize(v + 1);
-    }
-    if (!W.successors_known[v]) {
-      std::vector<int32_t>& out = W.successors[v];
-      for (int32_t c = 0; c < P.C; ++c) {
-        if (c == P.blank) continue;
+  const Workspace::Successors& successors(int64_t v) {
+    if (v >= static_cast<int64_t>(W.successors.size())) W.successors.resize(v + 1);
+    Workspace::Successors& out = W.successors[v];
+    if (!out.known) {
+      for (int64_t i = 0; i < P.n_words; ++i) {
         // The key of the bigram (v, w) folds w, then v.
-        if (P.lm.find(ctc::mix(ctc::mix(ctc::kSeed, P.lm_token_map[c]), v)) >= 0) out.push_back(c);
+        if (P.lm.find(ctc::mix(ctc::mix(ctc::kSeed, P.word_list[i]), v)) < 0) continue;
+        if (P.word_off[i + 1] - P.word_off[i] == 1) {
+          out.classes.push_back(P.word_cls[P.word_off[i]]);
+        } else {
+          out.groups.push_back(static_cast<int32_t>(i));
+        }
       }
-      W.successors_known[v] = 1;
+      out.known = true;
     }
-    return W.successors[v];
+    return out;
+  }
+
+  // The classes of shared word i whose log-prob can still make an extension survive this frame (the bound
+  // only rises), log-prob descending; built once per frame.
+  const std::vector<int32_t>& group_candidates(const scalar_t* row, int32_t i) {
+    if (static_cast<int64_t>(W.group_stamp.size()) < P.n_words) {
+      W.group_stamp.resize(P.n_words, 0);
+      W.group_cand.resize(P.n_words);
+    }
+    std::vector<int32_t>& g = W.group_cand[i];
+    if (W.group_stamp[i] == W.stamp) return g;
+    W.group_stamp[i] = W.stamp;
+    g.clear();
+    const double floor = loosen(loose_bound() - max_head_group_);
+    for (int32_t k = P.word_off[i]; k < P.word_off[i + 1]; ++k) {
+      const int32_t c = P.word_cls[k];
+      if (static_cast<double>(row[c]) >= floor) g.push_back(c);
+    }
+    std::sort(g.begin(), g.end(), [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    return g;
   }
 
   // Whether the lexicon allows y + c; its trie node in *ctrie.
@@ -870,7 +923,9 @@ class SequenceDecoder {
   }
 
   // unigram: the LM is known to back off to c's unigram after y (lm_logprob's level 0, computed the same way).
-  void try_extend(const scalar_t* row, int32_t j, int64_t c, int64_t ctrie, bool final_filter, bool unigram = false) {
+  // known_lm: lm_logprob(y, c), already computed (the group of c's LM word).
+  void try_extend(const scalar_t* row, int32_t j, int64_t c, int64_t ctrie, bool final_filter, bool unigram = false,
+                  const double* known_lm = nullptr) {
     for (int32_t k = W.kid_head[j]; k >= 0; k = W.kid_next[k]) {
       if (W.pool[k].token == c) return;  // y + c is in the beam: its extension was merged above
     }
@@ -880,7 +935,8 @@ class SequenceDecoder {
     const double a = (c == W.token[y] ? e.pb : W.totals[j]) + static_cast<double>(row[c]);
     if (a + W.lmub[j] < loose_bound()) return;
     const double term =
-        P.use_lm ? P.lm_weight * (unigram ? lm_unigram_logprob(y, c) : lm_logprob(y, c)) + P.bonus : P.bonus;
+        P.use_lm ? P.lm_weight * (known_lm ? *known_lm : unigram ? lm_unigram_logprob(y, c) : lm_logprob(y, c)) + P.bonus
+                 : P.bonus;
     const double lmc = W.lm[y] + term;
     const double s = a + lmc;
     if (s == kNegInf || s < bound()) return;
@@ -951,6 +1007,7 @@ class SequenceDecoder {
 
   double max_lp_ = kNegInf;    // the frame's highest non-blank log-prob
   double max_head_ = kNegInf;  // the largest heads[j] of the frame
+  double max_head_group_ = kNegInf;  // the largest totals[j] + lm + bonus of the frame
   double floor_ = kNegInf;     // candidate classes below this log-prob cannot survive the frame
   bool cand_complete_ = false;
 };
@@ -1042,6 +1099,8 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
                       lm_filter_in.has_value() || lm_token_map_in.has_value();
   at::Tensor lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map;
   std::vector<double> lm_unigram;
+  std::vector<int64_t> word_list;
+  std::vector<int32_t> word_off, word_cls;
   if (any_lm) {
     const beam_checks::LMSizes sizes =
         beam_checks::check_lm_tensors(lm_keys_in, lm_values_in, lm_buckets_in, lm_filter_in, lm_token_map_in, lm_order,
@@ -1073,6 +1132,35 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
       if (i >= 0) lm_unigram[c] = P.lm.log10_prob(i);
     }
     P.lm_unigram = lm_unigram.data();
+    // Classes by LM word (counting sort by word id).
+    int64_t V = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      if (c != blank) V = std::max<int64_t>(V, tm[c] + 1);
+    }
+    std::vector<int32_t> count(V + 1, 0);
+    for (int64_t c = 0; c < C; ++c) {
+      if (c != blank) ++count[tm[c] + 1];
+    }
+    for (int64_t w = 0; w < V; ++w) {
+      if (count[w + 1] > 0) {
+        word_list.push_back(w);
+        word_off.push_back(static_cast<int32_t>(word_cls.size()));
+        word_cls.resize(word_cls.size() + count[w + 1]);
+      }
+    }
+    word_off.push_back(static_cast<int32_t>(word_cls.size()));
+    {
+      std::vector<int32_t> fill(V, -1);
+      for (size_t i = 0; i < word_list.size(); ++i) fill[word_list[i]] = word_off[i];
+      for (int64_t c = 0; c < C; ++c) {
+        if (c != blank) word_cls[fill[tm[c]]++] = static_cast<int32_t>(c);
+      }
+    }
+    P.lm_words = V;
+    P.n_words = static_cast<int64_t>(word_list.size());
+    P.word_list = word_list.data();
+    P.word_off = word_off.data();
+    P.word_cls = word_cls.data();
     P.lm_order = static_cast<int>(lm_order);
     P.lm_bos = lm_bos;
     P.use_lm = lm_weight != 0.0;
