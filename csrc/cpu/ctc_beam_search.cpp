@@ -14,11 +14,18 @@
 //   * the K-th best score seen so far (a min-heap of K scores) and best - beam_threshold bound what can
 //     survive pruning; a parent walks its extensions by decreasing log-prob and stops when even the best
 //     remaining one (with the LM's upper bound for that context) falls below the bound;
-//   * candidate classes are sorted lazily per frame (only as deep as some parent walks);
+//   * candidate classes per frame: the best beam_width + 8 sorted (one pass with a small heap), the rest above
+//     the frame's floor in bins of decreasing key (a counting sort, built only when some walk goes past the
+//     first ones); a walk stops at the first bin whose largest key cannot reach the bound (which extensions
+//     are offered does not depend on the order they are tried in);
+//   * the O(C) row scans (NaN/+inf check and max, candidates above a threshold, top_k) use AVX2 when the CPU
+//     has it;
 //   * with an LM, the classes the LM has seen after a prefix's last word (a stored bigram) are tried one by
 //     one against the LM's largest probability after that context; every other class backs off to its
 //     unigram, so its exact score is (a per-parent constant) + lp[c] + lm_weight ln p(c): the walk goes in
 //     that order and stops exactly where the bound is;
+//   * classes that share an LM word (all characters outside the LM's vocabulary map to <unk>) are one group
+//     when that word follows a prefix's last word: one LM lookup for the group, its classes by log-prob;
 //   * LM lookups go bottom-up (n-gram suffixes are stored, see crnn_fast/decoding/lm.py) behind a Bloom
 //     filter, and only for extensions that can still survive.
 #include <ATen/Parallel.h>
@@ -57,6 +64,8 @@ constexpr int kMaxLMOrder = 32;
 // Lexicon nodes with at most this many children are extended by iterating their children; wider ones (the
 // root of a big lexicon) by walking the frame's classes in decreasing log-prob with a trie lookup each.
 constexpr int64_t kDirectFanout = 64;
+// With an LM and top_k at most this, a prefix tries the frame's top_k classes one by one.
+constexpr int64_t kDirectTopK = 32;
 
 // log(exp(a) + exp(b)) as max + log1p(exp(-|a - b|)): the reference's formula (and exactly symmetric).
 inline double log_add(double a, double b) {
@@ -818,6 +827,17 @@ class SequenceDecoder {
       }
       if (P.separator >= 0 && tn != 0 && P.trie.is_word[tn] && in_top_k(P.separator)) {
         try_extend(row, j, P.separator, 0, final_filter);
+      }
+      return;
+    }
+    if (P.use_lm && P.use_top_k && P.top_k <= kDirectTopK) {
+      // A few classes per frame: each with its exact LM lookup, no successor lists (building one costs a
+      // lookup per LM word, for every new context word).
+      for (const int32_t c : W.topk) {
+        if (head + static_cast<double>(row[c]) < loose_bound()) continue;
+        int64_t ctrie = 0;
+        if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
+        try_extend(row, j, c, ctrie, final_filter);
       }
       return;
     }
