@@ -55,7 +55,8 @@ def _extensions():
         ]
 
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("CRNN_FAST_CUDA_ARCHS", "8.0;9.0"))
-    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cpp")) + glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cpp"))
+                      + glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     # torch's CUDA wheels ship cuBLAS/cuSPARSE headers under nvidia/cu*/include, which ATen's CUDA headers
     # need and a bare toolkit may lack. -idirafter: the toolkit's own headers must still win.
     wheel_includes = []

@@ -14,11 +14,18 @@
 //   * the K-th best score seen so far (a min-heap of K scores) and best - beam_threshold bound what can
 //     survive pruning; a parent walks its extensions by decreasing log-prob and stops when even the best
 //     remaining one (with the LM's upper bound for that context) falls below the bound;
-//   * candidate classes are sorted lazily per frame (only as deep as some parent walks);
+//   * candidate classes per frame: the best beam_width + 8 sorted (one pass with a small heap), the rest above
+//     the frame's floor in bins of decreasing key (a counting sort, built only when some walk goes past the
+//     first ones); a walk stops at the first bin whose largest key cannot reach the bound (which extensions
+//     are offered does not depend on the order they are tried in);
+//   * the O(C) row scans (NaN/+inf check and max, candidates above a threshold, top_k) use AVX2 when the CPU
+//     has it;
 //   * with an LM, the classes the LM has seen after a prefix's last word (a stored bigram) are tried one by
 //     one against the LM's largest probability after that context; every other class backs off to its
 //     unigram, so its exact score is (a per-parent constant) + lp[c] + lm_weight ln p(c): the walk goes in
 //     that order and stops exactly where the bound is;
+//   * classes that share an LM word (all characters outside the LM's vocabulary map to <unk>) are one group
+//     when that word follows a prefix's last word: one LM lookup for the group, its classes by log-prob;
 //   * LM lookups go bottom-up (n-gram suffixes are stored, see crnn_fast/decoding/lm.py) behind a Bloom
 //     filter, and only for extensions that can still survive.
 #include <ATen/Parallel.h>
@@ -28,15 +35,22 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <limits>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../checks.h"
 #include "../ctc_beam_search_checks.h"
 #include "ctc_lm.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CRNN_FAST_X86_SIMD 1
+#endif
 
 namespace crnn_fast {
 namespace {
@@ -50,6 +64,8 @@ constexpr int kMaxLMOrder = 32;
 // Lexicon nodes with at most this many children are extended by iterating their children; wider ones (the
 // root of a big lexicon) by walking the frame's classes in decreasing log-prob with a trie lookup each.
 constexpr int64_t kDirectFanout = 64;
+// With an LM and top_k at most this, a prefix tries the frame's top_k classes one by one.
+constexpr int64_t kDirectTopK = 32;
 
 // log(exp(a) + exp(b)) as max + log1p(exp(-|a - b|)): the reference's formula (and exactly symmetric).
 inline double log_add(double a, double b) {
@@ -63,6 +79,112 @@ inline double log_add(double a, double b) {
 // exact score must not prune a candidate that ties the bound.
 inline double loosen(double bound) {
   return bound == kNegInf ? kNegInf : bound - 1e-9 * std::max(1.0, std::fabs(bound));
+}
+
+// ---- row scans (the only O(C) work per frame): AVX2 when the CPU has it, else SSE2, else scalar ------------
+// The smallest float f with double(f) >= t (NaN for NaN): for a float x, x >= f exactly when double(x) >= t.
+inline float float_at_least(double t) {
+  if (std::isnan(t)) return std::numeric_limits<float>::quiet_NaN();
+  if (t <= -static_cast<double>(FLT_MAX)) return t == kNegInf ? -std::numeric_limits<float>::infinity() : -FLT_MAX;
+  if (t > static_cast<double>(FLT_MAX)) return std::numeric_limits<float>::infinity();
+  float f = static_cast<float>(t);
+  if (static_cast<double>(f) < t) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
+// Whether x[0..n) holds no NaN and no +inf; *mx = max(*mx, max of x[0..n)).
+template <typename T>
+bool finite_max_scalar(const T* x, int64_t n, T* mx) {
+  const T inf = std::numeric_limits<T>::infinity();
+  bool bad = false;
+  T m = *mx;
+  for (int64_t i = 0; i < n; ++i) {
+    bad |= !(x[i] < inf);  // NaN and +inf both fail v < inf
+    m = std::max(m, x[i]);
+  }
+  *mx = m;
+  return !bad;
+}
+
+// Appends to out the i in [begin, end) with x[i] >= thr, ascending; returns how many.
+template <typename T>
+int64_t collect_ge_scalar(const T* x, int64_t begin, int64_t end, T thr, int32_t* out) {
+  int64_t n = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    out[n] = static_cast<int32_t>(i);
+    n += x[i] >= thr;
+  }
+  return n;
+}
+
+#ifdef CRNN_FAST_X86_SIMD
+__attribute__((target("avx2"))) bool finite_max_avx2(const float* x, int64_t n, float* mx) {
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 m0 = _mm256_set1_ps(*mx), m1 = m0, bad = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ), _mm256_cmp_ps(b, inf, _CMP_NLT_UQ)));
+    m0 = _mm256_max_ps(m0, a);
+    m1 = _mm256_max_ps(m1, b);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+  float m = *mx;
+  for (float v : lanes) m = std::max(m, v);
+  *mx = m;
+  const bool ok = _mm256_movemask_ps(bad) == 0;
+  return finite_max_scalar(x + i, n - i, mx) && ok;
+}
+
+__attribute__((target("avx2"))) int64_t collect_ge_avx2(const float* x, int64_t begin, int64_t end, float thr,
+                                                          int32_t* out) {
+  const __m256 t = _mm256_set1_ps(thr);
+  int64_t n = 0, i = begin;
+  for (; i + 8 <= end; i += 8) {
+    unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), t, _CMP_GE_OQ)));
+    while (mask) {
+      out[n++] = static_cast<int32_t>(i + __builtin_ctz(mask));
+      mask &= mask - 1;
+    }
+  }
+  return n + collect_ge_scalar(x, i, end, thr, out + n);
+}
+
+inline bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#endif
+
+template <typename T>
+bool finite_max(const T* x, int64_t n, T* mx) {
+#ifdef CRNN_FAST_X86_SIMD
+  if constexpr (std::is_same_v<T, float>) {
+    if (has_avx2()) return finite_max_avx2(x, n, mx);
+  }
+#endif
+  return finite_max_scalar(x, n, mx);
+}
+
+template <typename T>
+int64_t collect_ge(const T* x, int64_t begin, int64_t end, T thr, int32_t* out) {
+#ifdef CRNN_FAST_X86_SIMD
+  if constexpr (std::is_same_v<T, float>) {
+    if (has_avx2()) return collect_ge_avx2(x, begin, end, thr, out);
+  }
+#endif
+  return collect_ge_scalar(x, begin, end, thr, out);
+}
+
+// The threshold in the row's type that selects exactly the values v with double(v) >= t.
+template <typename T>
+T row_threshold(double t) {
+  if constexpr (std::is_same_v<T, float>) {
+    return float_at_least(t);
+  } else {
+    return t;
+  }
 }
 
 using BeamResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
@@ -85,6 +207,12 @@ struct Params {
   int64_t lm_bos = -1;
   double lm_max_unigram = 0;  // largest log10 unigram probability (the empty n-gram's row; 0 without one)
   const double* lm_unigram = nullptr;  // (C,) log10 unigram probability of each class's LM word
+  // The LM words the classes map to, each with its classes (CSR; several classes share a word when they are
+  // outside the LM's vocabulary: <unk>). lm_words: 1 + the largest word id a class maps to.
+  int64_t lm_words = 0, n_words = 0;
+  const int64_t* word_list = nullptr;   // (n_words,) the distinct words
+  const int32_t* word_off = nullptr;    // (n_words + 1,)
+  const int32_t* word_cls = nullptr;    // (C - 1,) classes of word i: word_cls[word_off[i] .. word_off[i + 1])
 
   double lm_weight = 0, bonus = 0;
   // outputs
@@ -180,13 +308,23 @@ struct Workspace {
   int32_t seen_id = 0;
   // The classes c whose LM word follows LM word v in a stored bigram, found on first need (C lookups, most
   // answered by the Bloom filter) and kept for the worker's whole batch.
-  std::vector<std::vector<int32_t>> successors;
-  std::vector<uint8_t> successors_known;
+  // Successors of v: the classes of single-class words, and the indices (into word_list) of words shared by
+  // several classes, which are tried as a group (one LM lookup for all of them).
+  struct Successors {
+    bool known = false;
+    std::vector<int32_t> classes, groups;
+  };
+  std::vector<Successors> successors;
+  // Per frame, a shared word's classes above a floor, log-prob descending (stamp: the frame it is for).
+  std::vector<std::vector<int32_t>> group_cand;
+  std::vector<int32_t> group_stamp;
   std::vector<int32_t> kid_head, kid_next, sel;
   std::vector<int32_t> slot_of, slot_stamp;
-  std::vector<int32_t> cand, topk, topk_stamp;
-  int64_t n_cand = 0, n_sorted = 0;
-  bool cand_ready = false;
+  std::vector<int32_t> cand, topk, topk_stamp, scratch;
+  int64_t n_sorted = 0;
+  bool cand_ready = false, bins_ready = false;
+  std::vector<int32_t> rest, bin_of, bin_start, bin_fill, binned;  // candidates past the sorted ones, in bins
+  std::vector<double> rest_key, binned_key, bin_max;
   int32_t stamp = 0;
   std::vector<int64_t> seq_a, seq_b, out_tok, out_frame;
 };
@@ -213,18 +351,19 @@ class SequenceDecoder {
   const Params& P;
   Workspace& W;
   double best_ = kNegInf;
+  double bound_ = kNegInf;  // what a candidate must reach to survive this frame (see offer)
+  double loose_ = kNegInf;  // loosen(bound_)
 
   // Checks a row (false for NaN or +inf) and finds its highest non-blank log-prob.
   bool scan_row(const scalar_t* row) {
-    bool bad = false;
     const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
-    for (int64_t c = 0; c < P.C; ++c) bad |= !(row[c] < inf);  // NaN and +inf both fail v < inf
-    if (bad) return false;
-    scalar_t m = -inf;  // two loops around the blank: both vectorise
-    for (int64_t c = 0; c < P.blank; ++c) m = std::max(m, row[c]);
-    for (int64_t c = P.blank + 1; c < P.C; ++c) m = std::max(m, row[c]);
+    scalar_t m = -inf, ignored = -inf;
+    // Around the blank, which takes no part in the max.
+    bool ok = finite_max(row, P.blank, &m);
+    ok &= finite_max(row + P.blank, 1, &ignored);
+    ok &= finite_max(row + P.blank + 1, P.C - P.blank - 1, &m);
     max_lp_ = static_cast<double>(m);
-    return true;
+    return ok;
   }
 
   // ---- prefix tree -------------------------------------------------------------------------------------
@@ -330,6 +469,12 @@ class SequenceDecoder {
     return (A[level] + p) * ctc::kLn10;
   }
 
+  // lm_logprob(y, c) when the LM backs off to c's unigram: the same expression at level 0.
+  double lm_unigram_logprob(int32_t y, int64_t c) const {
+    const double* A = &W.acc[static_cast<size_t>(y) * P.lm_order];
+    return (A[0] + P.lm_unigram[c]) * ctc::kLn10;
+  }
+
   bool is_final(int32_t node) const {
     if (node == 0) return true;
     const int32_t tn = W.trie[node];
@@ -352,32 +497,51 @@ class SequenceDecoder {
 
   void select_top_k(const scalar_t* row) {
     W.topk.clear();
-    for (int32_t c = 0; c < P.C; ++c) {
-      if (c != P.blank) W.topk.push_back(c);
-    }
     // top_k ranks by log-prob alone.
     auto cmp = [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
-    std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
-    W.topk.resize(P.top_k);
+    if (P.top_k > 64 || P.C < 256) {
+      for (int32_t c = 0; c < P.C; ++c) {
+        if (c != P.blank) W.topk.push_back(c);
+      }
+      std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
+      W.topk.resize(P.top_k);
+    } else {
+      // A heap of the top_k best so far (front: the worst), fed block by block with the classes strictly
+      // above its worst (classes come in ascending id order: an equal log-prob loses the tie).
+      std::vector<int32_t>& h = W.topk;
+      if (W.scratch.size() < 1024) W.scratch.resize(1024);
+      const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
+      for (int64_t begin = 0; begin < P.C; begin += 1024) {
+        const int64_t end = std::min<int64_t>(P.C, begin + 1024);
+        const scalar_t thr = static_cast<int64_t>(h.size()) < P.top_k ? -inf : row[h.front()];
+        const int64_t n = collect_ge(row, begin, end, thr, W.scratch.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const int32_t c = W.scratch[i];
+          if (c == P.blank) continue;
+          if (static_cast<int64_t>(h.size()) < P.top_k) {
+            h.push_back(c);
+            std::push_heap(h.begin(), h.end(), cmp);
+          } else if (row[c] > row[h.front()]) {
+            std::pop_heap(h.begin(), h.end(), cmp);
+            h.back() = c;
+            std::push_heap(h.begin(), h.end(), cmp);
+          }
+        }
+      }
+    }
     for (int32_t c : W.topk) W.topk_stamp[c] = W.stamp;
   }
 
-  // The classes a prefix may be extended by whose log-prob is >= floor (nothing below can survive), in
-  // the order (log-prob descending, id ascending), produced lazily: first the best few by one pass with a
-  // small heap (a walk rarely goes deeper than the beam width), all of them when a walk needs more.
-  template <typename F>
-  void for_each_source(F f) const {
-    if (P.use_top_k) {
-      for (int32_t c : W.topk) f(c);
-    } else {
-      for (int32_t c = 0; c < P.blank; ++c) f(c);
-      for (int32_t c = static_cast<int32_t>(P.blank) + 1; c < P.C; ++c) f(c);
-    }
-  }
-
+  // The classes a prefix may be extended by whose walk key is >= floor (nothing below can survive), in two
+  // parts: the best few in the order (key descending, id ascending), found by one pass with a small heap (a
+  // walk rarely goes deeper than the beam width); then, built when some walk needs more, all the others
+  // above the floor in bins of decreasing key (a counting sort: the order inside a bin does not matter,
+  // since which extensions are offered does not depend on the order they are tried in; the walk stops at
+  // the first bin whose largest key cannot reach the bound).
   void prepare_candidates(const scalar_t* row, double floor) {
     W.cand_ready = true;
     floor_ = floor;
+    W.bins_ready = false;
     if (P.use_lm) {
       if (static_cast<int64_t>(W.key.size()) < P.C) W.key.resize(P.C);
       const double scale = P.lm_weight * ctc::kLn10;
@@ -385,13 +549,14 @@ class SequenceDecoder {
     }
     const int64_t n_src = P.use_top_k ? static_cast<int64_t>(W.topk.size()) : P.C - 1;
     const int64_t m = P.beam_width + 8;
+    W.cand.clear();
+    W.n_sorted = 0;
     if (n_src <= 2 * m) {
-      collect_all(row);
+      cand_complete_ = false;  // everything goes to the bins
       return;
     }
     auto cmp = [this, row](int32_t a, int32_t b) { return before(row, a, b); };
     std::vector<int32_t>& h = W.cand;  // a heap whose front is the worst kept class
-    h.clear();
     // `cut`: a value every class worth a look reaches (the floor, then the heap's worst): the scan below is
     // one compare per class and the heap is touched rarely.
     double cut = floor;
@@ -415,43 +580,99 @@ class SequenceDecoder {
         if (c != P.blank && W.key[c] >= cut) offer_class(c);
       }
     } else {
-      for (int32_t c = 0; c < P.blank; ++c) {
-        if (static_cast<double>(row[c]) >= cut) offer_class(c);
-      }
-      for (int32_t c = static_cast<int32_t>(P.blank) + 1; c < P.C; ++c) {
-        if (static_cast<double>(row[c]) >= cut) offer_class(c);
+      if (W.scratch.size() < 1024) W.scratch.resize(1024);
+      for (int64_t begin = 0; begin < P.C; begin += 1024) {
+        const int64_t end = std::min<int64_t>(P.C, begin + 1024);
+        const int64_t n = collect_ge(row, begin, end, row_threshold<scalar_t>(cut), W.scratch.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const int32_t c = W.scratch[i];
+          if (c != P.blank && static_cast<double>(row[c]) >= cut) offer_class(c);
+        }
       }
     }
     std::sort(h.begin(), h.end(), cmp);
-    W.n_cand = W.n_sorted = static_cast<int64_t>(h.size());
-    cand_complete_ = W.n_cand < m;  // fewer than m passed the floor: that is all of them
+    W.n_sorted = static_cast<int64_t>(h.size());
+    cand_complete_ = W.n_sorted < m;  // fewer than m passed the floor: that is all of them
   }
 
-  void collect_all(const scalar_t* row) {
-    W.cand.clear();
+  // The candidates above the floor that are not among the sorted first ones, in bins.
+  void build_bins(const scalar_t* row) {
+    W.bins_ready = true;
+    W.rest.clear();
+    W.rest_key.clear();
     const double floor = floor_;
-    for_each_source([&](int32_t c) {
-      if (walk_key(row, c) >= floor) W.cand.push_back(c);
-    });
-    W.n_cand = static_cast<int64_t>(W.cand.size());
-    W.n_sorted = 0;
-    cand_complete_ = true;
+    const bool after_sorted = W.n_sorted > 0;
+    const int32_t last = after_sorted ? W.cand[W.n_sorted - 1] : -1;
+    double kmax = kNegInf, kmin = std::numeric_limits<double>::infinity();
+    auto take = [&](int32_t c, double k) {
+      if (k >= floor && !(after_sorted && !before(row, last, c))) {
+        W.rest.push_back(c);
+        W.rest_key.push_back(k);
+        kmax = std::max(kmax, k);
+        if (k != kNegInf) kmin = std::min(kmin, k);
+      }
+    };
+    if (P.use_top_k) {
+      for (int32_t c : W.topk) take(c, walk_key(row, c));
+    } else if (P.use_lm) {
+      for (int32_t c = 0; c < P.C; ++c) {
+        if (c != P.blank) take(c, W.key[c]);
+      }
+    } else {
+      if (static_cast<int64_t>(W.scratch.size()) < P.C) W.scratch.resize(P.C);
+      const int64_t n = collect_ge(row, 0, P.C, row_threshold<scalar_t>(floor), W.scratch.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t c = W.scratch[i];
+        if (c != P.blank) take(c, static_cast<double>(row[c]));
+      }
+    }
+    const int64_t n = static_cast<int64_t>(W.rest.size());
+    int64_t nb = std::min<int64_t>(64, std::max<int64_t>(1, n / 4));
+    const double span = kmax - kmin;
+    double scale = nb / span;
+    if (!(span > 0) || !std::isfinite(scale)) nb = 1, scale = 0;
+    // Bin of key k: floor((kmax - k) * scale), monotone in k (IEEE rounding is), -inf keys in the last bin.
+    W.bin_of.resize(n);
+    W.bin_start.assign(nb + 1, 0);
+    W.bin_max.assign(nb, kNegInf);
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = (kmax - W.rest_key[i]) * scale;
+      const int32_t bin = d < static_cast<double>(nb) ? static_cast<int32_t>(d) : static_cast<int32_t>(nb - 1);
+      W.bin_of[i] = bin;
+      ++W.bin_start[bin + 1];
+      W.bin_max[bin] = std::max(W.bin_max[bin], W.rest_key[i]);
+    }
+    for (int64_t b = 0; b < nb; ++b) W.bin_start[b + 1] += W.bin_start[b];
+    W.binned.resize(n);
+    W.binned_key.resize(n);
+    W.bin_fill.assign(W.bin_start.begin(), W.bin_start.end() - 1);
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t k = W.bin_fill[W.bin_of[i]]++;
+      W.binned[k] = W.rest[i];
+      W.binned_key[k] = W.rest_key[i];
+    }
   }
 
-  // The i-th candidate class, or -1 past the last.
-  int32_t cand_at(const scalar_t* row, int64_t i) {
-    if (i < W.n_sorted) return W.cand[i];
-    if (!cand_complete_) collect_all(row);  // the same total order: the first n_sorted stay where they were
-    if (i >= W.n_cand) return -1;
-    if (i >= W.n_sorted) {
-      const int64_t want = std::min(W.n_cand, std::max<int64_t>(std::max<int64_t>(16, 2 * W.n_sorted), i + 1));
-      auto cmp = [this, row](int32_t a, int32_t b) { return before(row, a, b); };
-      auto first = W.cand.begin() + W.n_sorted, mid = W.cand.begin() + want;
-      if (want < W.n_cand) std::nth_element(first, mid - 1, W.cand.end(), cmp);
-      std::sort(first, mid, cmp);
-      W.n_sorted = want;
+  // Calls f(c) for every candidate class c with head + key(c) >= the (rising) bound, and maybe for a few
+  // below it (f checks what it needs); never misses one that reaches it.
+  template <typename F>
+  void walk(const scalar_t* row, double head, F f) {
+    for (int64_t i = 0; i < W.n_sorted; ++i) {
+      const int32_t c = W.cand[i];
+      if (head + walk_key(row, c) < loose_bound()) return;
+      f(c);
     }
-    return W.cand[i];
+    if (cand_complete_) return;
+    if (!W.bins_ready) build_bins(row);
+    const int64_t nb = static_cast<int64_t>(W.bin_max.size());
+    for (int64_t b = 0; b < nb; ++b) {
+      if (W.bin_start[b] == W.bin_start[b + 1]) continue;  // empty (its bin_max is -inf)
+      if (head + W.bin_max[b] < loose_bound()) return;
+      for (int32_t i = W.bin_start[b]; i < W.bin_start[b + 1]; ++i) {
+        if (head + W.binned_key[i] < loose_bound()) continue;
+        f(W.binned[i]);
+      }
+    }
   }
 
   // ---- bound on what survives this frame's pruning -------------------------------------------------
@@ -464,14 +685,18 @@ class SequenceDecoder {
       std::pop_heap(W.heap.begin(), W.heap.end(), std::greater<double>());
       W.heap.back() = s;
       std::push_heap(W.heap.begin(), W.heap.end(), std::greater<double>());
+    } else {
+      return;  // neither the K-th best nor the best changed (s <= K-th best <= best)
     }
-  }
-
-  double bound() const {
     double b = static_cast<int64_t>(W.heap.size()) >= P.beam_width ? W.heap.front() : kNegInf;
     if (P.use_threshold && best_ != kNegInf) b = std::max(b, best_ - P.beam_threshold);
-    return b;
+    bound_ = b;
+    loose_ = loosen(b);
   }
+
+  // The bound, kept up to date by offer() (read once per candidate: cheaper than recomputing it).
+  double bound() const { return bound_; }
+  double loose_bound() const { return loose_; }
 
   // ---- one frame ---------------------------------------------------------------------------------------
   void step(const scalar_t* row, int64_t t, bool last) {
@@ -493,7 +718,7 @@ class SequenceDecoder {
     if (!skip && P.use_top_k) select_top_k(row);
     W.pool.clear();
     W.heap.clear();
-    best_ = kNegInf;
+    best_ = bound_ = loose_ = kNegInf;
     W.totals.resize(n);
     W.heads.resize(n);
     W.heads2.resize(n);
@@ -538,6 +763,7 @@ class SequenceDecoder {
     // New prefixes: y + c for y in the beam.
     if (!skip) {
       max_head_ = kNegInf;
+      max_head_group_ = kNegInf;
       for (int32_t j = 0; j < n; ++j) {
         const int32_t y = W.beam[j].node;
         // lm(y + c) <= lm(y) + bonus + lm_weight * (largest LM log-prob after y's context)
@@ -547,6 +773,8 @@ class SequenceDecoder {
         // class's walk key; the classes the LM knows after y's last word are tried apart.
         W.heads2[j] = P.use_lm ? W.totals[j] + W.lm[y] + (P.bonus + P.lm_weight * W.a0[y]) : W.heads[j];
         max_head_ = std::max(max_head_, W.heads2[j]);
+        // lm_weight * ln p <= 0: what any extension of slot j scores, less its class's log-prob, is at most this.
+        max_head_group_ = std::max(max_head_group_, W.totals[j] + W.lm[y] + P.bonus);
       }
       for (int32_t j = 0; j < n; ++j) extend(row, j, final_filter);
     }
@@ -589,7 +817,7 @@ class SequenceDecoder {
     const double total = W.totals[j];
     if (total == kNegInf) return;
     const double head = W.heads[j];
-    if (!P.use_lm && head + max_lp_ < loosen(bound())) return;
+    if (!P.use_lm && head + max_lp_ < loose_bound()) return;
     if (P.use_lexicon && P.trie.fanout(W.trie[y]) <= kDirectFanout) {
       const int64_t tn = W.trie[y];
       for (int64_t k = P.trie.offsets[tn]; k < P.trie.offsets[tn + 1]; ++k) {
@@ -602,6 +830,17 @@ class SequenceDecoder {
       }
       return;
     }
+    if (P.use_lm && P.use_top_k && P.top_k <= kDirectTopK) {
+      // A few classes per frame: each with its exact LM lookup, no successor lists (building one costs a
+      // lookup per LM word, for every new context word).
+      for (const int32_t c : W.topk) {
+        if (head + static_cast<double>(row[c]) < loose_bound()) continue;
+        int64_t ctrie = 0;
+        if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
+        try_extend(row, j, c, ctrie, final_filter);
+      }
+      return;
+    }
     const bool split = P.use_lm && W.kmax[y] > 0;
     if (split) {
       // The classes whose LM word follows y's last word in some stored bigram: only these can score above
@@ -610,52 +849,86 @@ class SequenceDecoder {
         std::fill(W.seen_stamp.begin(), W.seen_stamp.end(), 0);
         W.seen_id = 1;
       }
-      if (static_cast<int64_t>(W.seen_stamp.size()) < P.C) W.seen_stamp.assign(P.C, 0);
-      const std::vector<int32_t>& known = successors(W.ctx[static_cast<size_t>(y) * ctx_cap()]);
-      for (const int32_t c : known) {
-        W.seen_stamp[c] = W.seen_id;
-        if (!in_top_k(c) || head + static_cast<double>(row[c]) < loosen(bound())) continue;
+      if (static_cast<int64_t>(W.seen_stamp.size()) < P.lm_words) W.seen_stamp.assign(P.lm_words, 0);
+      const Workspace::Successors& known = successors(W.ctx[static_cast<size_t>(y) * ctx_cap()]);
+      for (const int32_t c : known.classes) {
+        W.seen_stamp[P.lm_token_map[c]] = W.seen_id;
+        if (!in_top_k(c) || head + static_cast<double>(row[c]) < loose_bound()) continue;
         int64_t ctrie = 0;
         if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
         try_extend(row, j, c, ctrie, final_filter);
       }
+      for (const int32_t gi : known.groups) {
+        W.seen_stamp[P.word_list[gi]] = W.seen_id;
+        const std::vector<int32_t>& g = group_candidates(row, gi);
+        if (g.empty()) continue;
+        // One LM lookup for the group: every class of the word scores the same LM term after y.
+        const double lmv = lm_logprob(y, g[0]);
+        const double head_g = W.totals[j] + (W.lm[y] + (P.lm_weight * lmv + P.bonus));
+        for (const int32_t c : g) {
+          if (head_g + static_cast<double>(row[c]) < loose_bound()) break;
+          if (!in_top_k(c)) continue;
+          int64_t ctrie = 0;
+          if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
+          try_extend(row, j, c, ctrie, final_filter, false, &lmv);
+        }
+      }
     }
     const double head2 = W.heads2[j];
-    if (!W.cand_ready) prepare_candidates(row, loosen(bound()) - max_head_);
-    for (int64_t i = 0;; ++i) {
-      const int32_t c = cand_at(row, i);
-      if (c < 0) break;
-      if (head2 + walk_key(row, c) < loosen(bound())) break;
-      if (split && W.seen_stamp[c] == W.seen_id) continue;
+    if (!W.cand_ready) prepare_candidates(row, loose_bound() - max_head_);
+    walk(row, head2, [&](int32_t c) {
+      if (split && W.seen_stamp[P.lm_token_map[c]] == W.seen_id) return;
       int64_t ctrie = 0;
       if (P.use_lexicon) {
         if (c == P.separator) {
           const int64_t tn = W.trie[y];
-          if (!(tn != 0 && P.trie.is_word[tn])) continue;
+          if (!(tn != 0 && P.trie.is_word[tn])) return;
         } else {
           ctrie = P.trie.child(W.trie[y], c);
-          if (ctrie < 0) continue;
+          if (ctrie < 0) return;
         }
       }
-      try_extend(row, j, c, ctrie, final_filter);
-    }
+      // Not a class the LM knows after y's last word: the LM backs off to its unigram (no lookup needed).
+      try_extend(row, j, c, ctrie, final_filter, /*unigram=*/P.use_lm && (split || W.kmax[y] == 0));
+    });
   }
 
-  const std::vector<int32_t>& successors(int64_t v) {
-    if (v >= static_cast<int64_t>(W.successors_known.size())) {
-      W.successors_known.resize(v + 1, 0);
-      W.successors.resize(v + 1);
-    }
-    if (!W.successors_known[v]) {
-      std::vector<int32_t>& out = W.successors[v];
-      for (int32_t c = 0; c < P.C; ++c) {
-        if (c == P.blank) continue;
+  const Workspace::Successors& successors(int64_t v) {
+    if (v >= static_cast<int64_t>(W.successors.size())) W.successors.resize(v + 1);
+    Workspace::Successors& out = W.successors[v];
+    if (!out.known) {
+      for (int64_t i = 0; i < P.n_words; ++i) {
         // The key of the bigram (v, w) folds w, then v.
-        if (P.lm.find(ctc::mix(ctc::mix(ctc::kSeed, P.lm_token_map[c]), v)) >= 0) out.push_back(c);
+        if (P.lm.find(ctc::mix(ctc::mix(ctc::kSeed, P.word_list[i]), v)) < 0) continue;
+        if (P.word_off[i + 1] - P.word_off[i] == 1) {
+          out.classes.push_back(P.word_cls[P.word_off[i]]);
+        } else {
+          out.groups.push_back(static_cast<int32_t>(i));
+        }
       }
-      W.successors_known[v] = 1;
+      out.known = true;
     }
-    return W.successors[v];
+    return out;
+  }
+
+  // The classes of shared word i whose log-prob can still make an extension survive this frame (the bound
+  // only rises), log-prob descending; built once per frame.
+  const std::vector<int32_t>& group_candidates(const scalar_t* row, int32_t i) {
+    if (static_cast<int64_t>(W.group_stamp.size()) < P.n_words) {
+      W.group_stamp.resize(P.n_words, 0);
+      W.group_cand.resize(P.n_words);
+    }
+    std::vector<int32_t>& g = W.group_cand[i];
+    if (W.group_stamp[i] == W.stamp) return g;
+    W.group_stamp[i] = W.stamp;
+    g.clear();
+    const double floor = loosen(loose_bound() - max_head_group_);
+    for (int32_t k = P.word_off[i]; k < P.word_off[i + 1]; ++k) {
+      const int32_t c = P.word_cls[k];
+      if (static_cast<double>(row[c]) >= floor) g.push_back(c);
+    }
+    std::sort(g.begin(), g.end(), [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    return g;
   }
 
   // Whether the lexicon allows y + c; its trie node in *ctrie.
@@ -669,7 +942,10 @@ class SequenceDecoder {
     return *ctrie >= 0;
   }
 
-  void try_extend(const scalar_t* row, int32_t j, int64_t c, int64_t ctrie, bool final_filter) {
+  // unigram: the LM is known to back off to c's unigram after y (lm_logprob's level 0, computed the same way).
+  // known_lm: lm_logprob(y, c), already computed (the group of c's LM word).
+  void try_extend(const scalar_t* row, int32_t j, int64_t c, int64_t ctrie, bool final_filter, bool unigram = false,
+                  const double* known_lm = nullptr) {
     for (int32_t k = W.kid_head[j]; k >= 0; k = W.kid_next[k]) {
       if (W.pool[k].token == c) return;  // y + c is in the beam: its extension was merged above
     }
@@ -677,8 +953,10 @@ class SequenceDecoder {
     const Entry& e = W.beam[j];
     const int32_t y = e.node;
     const double a = (c == W.token[y] ? e.pb : W.totals[j]) + static_cast<double>(row[c]);
-    if (a + W.lmub[j] < loosen(bound())) return;
-    const double term = P.use_lm ? P.lm_weight * lm_logprob(y, c) + P.bonus : P.bonus;
+    if (a + W.lmub[j] < loose_bound()) return;
+    const double term =
+        P.use_lm ? P.lm_weight * (known_lm ? *known_lm : unigram ? lm_unigram_logprob(y, c) : lm_logprob(y, c)) + P.bonus
+                 : P.bonus;
     const double lmc = W.lm[y] + term;
     const double s = a + lmc;
     if (s == kNegInf || s < bound()) return;
@@ -749,6 +1027,7 @@ class SequenceDecoder {
 
   double max_lp_ = kNegInf;    // the frame's highest non-blank log-prob
   double max_head_ = kNegInf;  // the largest heads[j] of the frame
+  double max_head_group_ = kNegInf;  // the largest totals[j] + lm + bonus of the frame
   double floor_ = kNegInf;     // candidate classes below this log-prob cannot survive the frame
   bool cand_complete_ = false;
 };
@@ -840,6 +1119,8 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
                       lm_filter_in.has_value() || lm_token_map_in.has_value();
   at::Tensor lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map;
   std::vector<double> lm_unigram;
+  std::vector<int64_t> word_list;
+  std::vector<int32_t> word_off, word_cls;
   if (any_lm) {
     const beam_checks::LMSizes sizes =
         beam_checks::check_lm_tensors(lm_keys_in, lm_values_in, lm_buckets_in, lm_filter_in, lm_token_map_in, lm_order,
@@ -871,6 +1152,35 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
       if (i >= 0) lm_unigram[c] = P.lm.log10_prob(i);
     }
     P.lm_unigram = lm_unigram.data();
+    // Classes by LM word (counting sort by word id).
+    int64_t V = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      if (c != blank) V = std::max<int64_t>(V, tm[c] + 1);
+    }
+    std::vector<int32_t> count(V + 1, 0);
+    for (int64_t c = 0; c < C; ++c) {
+      if (c != blank) ++count[tm[c] + 1];
+    }
+    for (int64_t w = 0; w < V; ++w) {
+      if (count[w + 1] > 0) {
+        word_list.push_back(w);
+        word_off.push_back(static_cast<int32_t>(word_cls.size()));
+        word_cls.resize(word_cls.size() + count[w + 1]);
+      }
+    }
+    word_off.push_back(static_cast<int32_t>(word_cls.size()));
+    {
+      std::vector<int32_t> fill(V, -1);
+      for (size_t i = 0; i < word_list.size(); ++i) fill[word_list[i]] = word_off[i];
+      for (int64_t c = 0; c < C; ++c) {
+        if (c != blank) word_cls[fill[tm[c]]++] = static_cast<int32_t>(c);
+      }
+    }
+    P.lm_words = V;
+    P.n_words = static_cast<int64_t>(word_list.size());
+    P.word_list = word_list.data();
+    P.word_off = word_off.data();
+    P.word_cls = word_cls.data();
     P.lm_order = static_cast<int>(lm_order);
     P.lm_bos = lm_bos;
     P.use_lm = lm_weight != 0.0;

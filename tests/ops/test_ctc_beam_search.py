@@ -161,6 +161,59 @@ def test_pruning_options(seed):
                  nbest=5)
 
 
+def unk_heavy_lm(C, seed, known=40, order=3):
+    """A CharNgramLM that knows only `known` of the C - 1 characters, with many stored bigrams and trigrams that
+    end in <unk>: every other class maps to <unk>, so those classes share one LM word (the decoder tries them as
+    a group)."""
+    rng = random.Random(seed)
+    chars = [chr(0x4E00 + i) for i in range(C - 1)]
+    vocab = ["<s>", "</s>", "<unk>"] + chars[:known]
+    V = len(vocab)
+    ngrams = {(w,): (rng.uniform(-3.0, -0.5), rng.uniform(-1.0, 0.0)) for w in range(V)}
+    for _ in range(6 * V):
+        v, w = rng.randrange(V), rng.choice([2, 2, rng.randrange(3, V)])  # <unk> (id 2) half of the time
+        ngrams[(v, w)] = (rng.uniform(-2.0, -0.05), rng.uniform(-0.5, 0.3))
+    for _ in range(3 * V):
+        u, v, w = rng.randrange(V), rng.randrange(V), rng.choice([2, rng.randrange(3, V)])
+        ngrams[(u, v, w)] = (rng.uniform(-1.5, -0.01), 0.0)
+    return CharNgramLM(order, vocab, ngrams).bind([None] + chars)
+
+
+# Exercises the paths that only large class counts take (SIMD row scans, the top_k heap, candidate bins) and the
+# shared-LM-word groups, against the reference; weights and bonuses of both signs.
+UNK_CASES = [
+    # C, T, K, top_k, threshold, lm_weight, bonus, lexicon, dtype
+    (300, 20, 8, None, None, 0.8, 1.0, False, torch.float32),
+    (300, 20, 8, None, None, 1.5, -1.0, True, torch.float32),
+    (300, 16, 16, None, 6.0, 0.3, 0.0, False, torch.float64),
+    (1200, 12, 6, None, None, 0.5, 0.5, True, torch.float32),
+    (1200, 30, 12, 20, None, 0.7, -0.5, False, torch.float32),
+    (1200, 30, 12, 3, 8.0, 0.7, 2.0, True, torch.float32),
+]
+
+
+@pytest.mark.parametrize("C,T,K,top_k,threshold,lm_weight,bonus,lexicon,dtype", UNK_CASES)
+def test_shared_lm_words_and_wide_rows_match_reference(C, T, K, top_k, threshold, lm_weight, bonus, lexicon, dtype):
+    lp = random_log_probs(2, T, C, seed=C + T + K, scale=3.0, dtype=dtype)
+    lengths = torch.tensor([T, max(1, T - 5)])
+    extra = {}
+    if lexicon:
+        extra = dict(lexicon=random_words(C, 300, seed=K, max_len=3))
+    run_both(lp, lengths, beam_width=K, top_k=top_k, beam_threshold=threshold, nbest=min(K, 4),
+             lm=unk_heavy_lm(C, seed=K), lm_weight=lm_weight, insertion_bonus=bonus, **extra)
+
+
+def test_simd_row_scan_rejects_nan_and_inf_anywhere():
+    # The vectorised scan works 16 classes at a time, then a scalar tail: a bad value in either is caught.
+    C = 301
+    for pos in (0, 7, 16, 290, 299, 300):
+        for bad in (float("nan"), float("inf")):
+            lp = random_log_probs(1, 3, C, seed=pos)
+            lp[0, 1, pos] = bad
+            with pytest.raises(ValueError, match="NaN or \\+inf"):
+                ctc_beam_search(lp, None, beam_width=4, backend="cpu")
+
+
 def test_blank_not_zero_and_ties():
     lp = random_log_probs(2, 9, 6, seed=3)
     run_both(lp, None, blank=5, beam_width=8, nbest=8)
