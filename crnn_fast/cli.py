@@ -4,6 +4,8 @@
                                    streamed; prints path<TAB>text<TAB>confidence per image (or JSON lines
                                    with --json) and images/s at the end on stderr; a failed item prints
                                    its error on stderr and the exit code is 1
+    crnn-fast recognize --ray ...  the same on a Ray cluster (Ray Data), results to Parquet/JSONL:
+                                   see crnn_fast.integrations.ray (pip install "crnn_fast[ray]")
     crnn-fast eval DATA            a folder with labels.tsv or an LMDB: exact match, alnum accuracy, CER
     crnn-fast train                flags or --config FILE (JSON of crnn_fast.train.TrainConfig fields)
     crnn-fast export RUN_DIR OUT   a training run's best checkpoint -> OUT.safetensors + OUT.json
@@ -240,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="image decoding threads")
     p.add_argument("--cuda-graphs", action="store_true", default=None, help="replay the network from CUDA graphs")
     p.add_argument("-q", "--quiet", action="store_true", help="no images/s summary on stderr")
+    p.add_argument("--ray", action="store_true",
+                   help="run on a Ray cluster instead (options: crnn-fast recognize --ray --help)")
     model_args(p)
     p.set_defaults(func=cmd_recognize)
 
@@ -291,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["recognize"] and "--ray" in argv:  # the same job on a Ray cluster: its own options
+        from .integrations.ray import main as ray_main
+
+        argv.remove("--ray")
+        return ray_main(argv[1:], prog="crnn-fast recognize --ray")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

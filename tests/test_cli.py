@@ -126,3 +126,9 @@ def test_recognize_streams_a_tar_shard(setup, tmp_path):
     assert [r["path"] for r in rows] == [f"{shard}:a/000000.png", f"{shard}:a/broken.png", f"{shard}:a/000001.png"]
     assert rows[0]["error"] is None and rows[1]["error"] and rows[2]["error"] is None
     assert "3 images in" in out.stderr and "images/s" in out.stderr and "1 of 3 images failed" in out.stderr
+
+
+def test_recognize_ray_routes_to_the_ray_integration():
+    pytest.importorskip("ray")
+    out = _run("recognize", "--ray", "--help")
+    assert out.returncode == 0 and "crnn-fast recognize --ray" in out.stdout and "--output" in out.stdout
