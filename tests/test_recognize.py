@@ -210,12 +210,31 @@ def test_stream_equals_list_across_windows(recognizer):
 
 
 def test_results_do_not_depend_on_the_batch(recognizer):
-    """The true widths reach the LSTMs, so padding an image into a batch of wider ones changes nothing."""
+    """Guard columns + true widths into the LSTMs: padding an image into a batch of wider ones changes nothing."""
     items = [im for im in _mixed_inputs() if isinstance(im, (np.ndarray, Image.Image)) and np.asarray(im).size]
     alone = [recognizer.recognize(im) for im in items]
     together = recognizer.recognize(items, batch_size=len(items))
     for a, b in zip(alone, together):
         assert a.text == b.text and a.confidence == pytest.approx(b.confidence, abs=1e-4)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped weights")
+def test_real_text_reads_the_same_alone_and_in_a_batch():
+    """With the trained model on real text images (where, without guard columns, ~9% read differently alone)."""
+    from crnn_fast.data.datasets import open_dataset
+
+    root = WEIGHTS_DIR.parents[2] / "benchmarks" / "heldout"
+    if not root.exists():
+        pytest.skip("benchmarks/heldout is not in this checkout")
+    paths = []
+    for subset in ("degraded_words", "lines"):
+        ds = open_dataset(root / subset)
+        paths += [str(ds.path(i)) for i in range(40)]
+    rec = Recognizer.from_pretrained(device="cpu", batch_size=80)
+    together = rec.recognize(paths)
+    for path, b in zip(paths, together):
+        a = rec.recognize(path)
+        assert a.text == b.text and a.confidence == pytest.approx(b.confidence, abs=1e-4), path
 
 
 def test_worker_threads_give_the_same_results(recognizer):
