@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import json
 import os
 import sys
@@ -32,53 +31,36 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
-def _is_tar(path: str) -> bool:
-    return path.endswith((".tar", ".tar.gz", ".tgz")) and os.path.isfile(path)
-
-
-def _walk_images(folder: str) -> Iterator[str]:
-    """Image files under `folder`, recursively, sorted per folder, yielded as found (no full listing)."""
-    from .data.datasets import IMAGE_EXTENSIONS
-
-    for dirpath, dirnames, files in os.walk(folder):
-        dirnames.sort()
-        for f in sorted(files):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                yield os.path.join(dirpath, f)
-
-
 def _tar_images(path: str) -> Iterator[tuple[str, bytes]]:
     """(path:member, bytes) of the image members of a tar shard (WebDataset style), read as a stream."""
     import tarfile
 
     from .data.datasets import IMAGE_EXTENSIONS
 
-    with tarfile.open(path, mode="r|*") as tar:
-        for member in tar:
-            if member.isfile() and member.name.lower().endswith(IMAGE_EXTENSIONS):
-                yield f"{path}:{member.name}", tar.extractfile(member).read()
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                if member.isfile() and member.name.lower().endswith(IMAGE_EXTENSIONS):
+                    yield f"{path}:{member.name}", tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ShardError(f"{path!r} is not a readable tar shard ({type(e).__name__}: {e})") from None
+
+
+class ShardError(ValueError):
+    """A tar shard that cannot be read (truncated or not a tar): its members before the damage are kept."""
 
 
 def iter_inputs(inputs: list[str]) -> Iterator[tuple[str, object]]:
-    """(name, item) for every input image: files as given, folders as their image files (recursive, sorted),
-    tar shards (.tar/.tar.gz/.tgz) as their image members (item: the encoded bytes), globs expanded. A path that
-    is neither an existing file/folder nor a glob matching something is kept, so it is reported as an error.
-    Lazy: a folder of a million files or a stream of shards is never listed in memory."""
-    for item in inputs:
-        if os.path.isdir(item):
-            yield from ((p, p) for p in _walk_images(item))
-        elif _is_tar(item):
-            yield from _tar_images(item)
-        elif os.path.exists(item):
-            yield item, item
-        elif glob.has_magic(item):
-            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-            if not matches:
-                yield item, item
-            for p in matches:
-                yield from (_tar_images(p) if _is_tar(p) else [(p, p)])
+    """(name, item) for every input image (see datasets.iter_input_paths): tar shards (.tar/.tar.gz/.tgz) as their
+    image members (item: the encoded bytes), everything else as its path; a path that does not exist is kept,
+    so it is reported as that item's error. Lazy: a folder of a million files is never listed in memory."""
+    from .data.datasets import is_shard, iter_input_paths
+
+    for path, found in iter_input_paths(inputs):
+        if found and is_shard(path):
+            yield from _tar_images(path)
         else:
-            yield item, item
+            yield path, path
 
 
 def _load_recognizer(args):
@@ -119,7 +101,16 @@ def cmd_recognize(args) -> int:
                delay=1.0)  # appears only for runs longer than a second
     failed = total = 0
     start = time.perf_counter()
-    for r in recognizer.recognize_iter(items(), beam=args.beam, lexicon=lexicon):
+    results = recognizer.recognize_iter(items(), beam=args.beam, lexicon=lexicon)
+    while True:
+        try:
+            r = next(results)
+        except StopIteration:
+            break
+        except ShardError as e:  # the images read so far are reported; the inputs after the shard are not
+            bar.close()
+            print(f"crnn-fast: error: {e}; the inputs after it were not read", file=sys.stderr)
+            return EXIT_ITEM_ERRORS
         name = names.popleft()
         total += 1
         if r.error is not None:

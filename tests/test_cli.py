@@ -132,3 +132,11 @@ def test_recognize_ray_routes_to_the_ray_integration():
     pytest.importorskip("ray")
     out = _run("recognize", "--ray", "--help")
     assert out.returncode == 0 and "crnn-fast recognize --ray" in out.stdout and "--output" in out.stdout
+
+
+def test_a_corrupt_tar_shard_is_a_clear_error(setup, tmp_path):
+    root, weights = setup
+    shard = tmp_path / "bad.tar"
+    shard.write_bytes(b"this is not a tar archive at all" * 40)
+    out = _run("recognize", shard, "--model", weights, "--device", "cpu")
+    assert out.returncode == 1 and "not a readable tar shard" in out.stderr and "Traceback" not in out.stderr

@@ -10,10 +10,11 @@ prepare_image() turns a path, a PIL image or a numpy array into the model's (32,
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from .synth import HEIGHT, Batch, pad_batch
 
 LABELS_FILE = "labels.tsv"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pbm", ".pgm", ".ppm")
+SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # WebDataset-style shards: tars of image members
 MAX_WIDTH = 4096  # widest model input (at height 32); a wider line must be cut into pieces first
 
 
@@ -182,6 +184,37 @@ def resize_to_height(gray: np.ndarray, height: int = HEIGHT, *, max_width: int =
 def prepare_image(image, *, max_width: int = MAX_WIDTH, min_width: int = 8) -> np.ndarray:
     """Anything to_gray accepts -> the model's (32, W) uint8 input (before padding and normalising)."""
     return resize_to_height(to_gray(image), max_width=max_width, min_width=min_width)
+
+
+# -- inputs ----------------------------------------------------------------------------------------------
+
+
+def is_shard(path: str) -> bool:
+    return path.lower().endswith(SHARD_SUFFIXES)
+
+
+def iter_input_paths(inputs) -> Iterator[tuple[str, bool]]:
+    """(path, found) for every input of `crnn-fast recognize` and its Ray variant: files as given; folders as
+    their image files and tar shards (recursive, sorted, walked lazily so a million files are never listed
+    at once); globs expanded (recursive with **; files only). An input that is neither an existing file or
+    folder nor a glob matching a file comes back as given with found=False, for the caller to report."""
+    for item in map(os.fspath, inputs):
+        if os.path.isdir(item):
+            for dirpath, dirnames, files in os.walk(item):
+                dirnames.sort()
+                for f in sorted(files):
+                    if f.lower().endswith(IMAGE_EXTENSIONS + SHARD_SUFFIXES):
+                        yield os.path.join(dirpath, f), True
+        elif os.path.isfile(item):
+            yield item, True
+        else:
+            matches = []
+            if glob.has_magic(item):
+                matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not matches:
+                yield item, False
+            for p in matches:
+                yield p, True
 
 
 # -- datasets --------------------------------------------------------------------------------------------

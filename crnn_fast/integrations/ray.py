@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.datasets import IMAGE_EXTENSIONS
+from ..data.datasets import IMAGE_EXTENSIONS, is_shard, iter_input_paths
 
 IMAGE_COLUMNS = ("bytes", "image")
 ID_COLUMNS = ("path", "id")
@@ -185,13 +185,6 @@ def _is_remote(path: str) -> bool:
     return "://" in path
 
 
-SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-
-
-def _is_shard(path: str) -> bool:
-    return path.lower().endswith(SHARD_SUFFIXES)
-
-
 def expand_inputs(inputs: Sequence[str]) -> Inputs:
     """Local files as given (.tar, .tar.gz, .tgz: a WebDataset shard; anything else an image), folders as their
     image files and shards (recursive, sorted), globs expanded (recursive with **). Remote URIs (s3://, gs://, ...)
@@ -203,28 +196,17 @@ def expand_inputs(inputs: Sequence[str]) -> Inputs:
     shards: list[str] = []
 
     def add(path: str) -> None:
-        (shards if _is_shard(path) else files).append(path)
+        (shards if is_shard(path) else files).append(path)
 
     for item in map(os.fspath, inputs):
         if _is_remote(item):
             add(item)
-        elif os.path.isdir(item):
-            found = []
-            for dirpath, _, names in os.walk(item):
-                found += [os.path.join(dirpath, f) for f in names
-                          if f.lower().endswith((*IMAGE_EXTENSIONS, *SHARD_SUFFIXES))]
-            for path in sorted(found):
-                add(path)
-        elif os.path.isfile(item):
-            add(item)
-        elif glob.has_magic(item):
-            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-            if not matches:
-                raise ValueError(f"input {item!r}: the glob matches no file")
-            for path in matches:
-                add(path)
-        else:
-            raise ValueError(f"input {item!r}: no such file or folder")
+            continue
+        for path, found in iter_input_paths([item]):
+            if not found:
+                reason = "the glob matches no file" if glob.has_magic(item) else "no such file or folder"
+                raise ValueError(f"input {item!r}: {reason}")
+            add(path)
     if not files and not shards:
         raise ValueError(f"no image files or .tar shards found in {list(map(os.fspath, inputs))}")
     return Inputs(files, shards)
