@@ -92,17 +92,24 @@ inline float float_at_least(double t) {
   return f;
 }
 
-// Whether x[0..n) holds no NaN and no +inf; *mx = max(*mx, max of x[0..n)).
+// Rows are scanned once per frame in chunks of kChunk classes, keeping each chunk's max: later scans of the
+// frame (top_k, candidates above a floor) skip every chunk whose max is below what they look for.
+constexpr int64_t kChunk = 64;
+
+// Whether x[0..n) holds no NaN and no +inf; out[i] = max of x[i * kChunk .. min(n, (i + 1) * kChunk)).
 template <typename T>
-bool finite_max_scalar(const T* x, int64_t n, T* mx) {
+bool finite_chunk_max_scalar(const T* x, int64_t n, T* out) {
   const T inf = std::numeric_limits<T>::infinity();
   bool bad = false;
-  T m = *mx;
-  for (int64_t i = 0; i < n; ++i) {
-    bad |= !(x[i] < inf);  // NaN and +inf both fail v < inf
-    m = std::max(m, x[i]);
+  for (int64_t begin = 0, i = 0; begin < n; begin += kChunk, ++i) {
+    const int64_t end = std::min(n, begin + kChunk);
+    T m = -inf;
+    for (int64_t k = begin; k < end; ++k) {
+      bad |= !(x[k] < inf);  // NaN and +inf both fail v < inf
+      m = std::max(m, x[k]);
+    }
+    out[i] = m;
   }
-  *mx = m;
   return !bad;
 }
 
@@ -118,23 +125,29 @@ int64_t collect_ge_scalar(const T* x, int64_t begin, int64_t end, T thr, int32_t
 }
 
 #ifdef CRNN_FAST_X86_SIMD
-__attribute__((target("avx2"))) bool finite_max_avx2(const float* x, int64_t n, float* mx) {
+__attribute__((target("avx2"))) bool finite_chunk_max_avx2(const float* x, int64_t n, float* out) {
+  static_assert(kChunk % 16 == 0, "a chunk is whole pairs of AVX2 vectors");
   const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-  __m256 m0 = _mm256_set1_ps(*mx), m1 = m0, bad = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
-    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ), _mm256_cmp_ps(b, inf, _CMP_NLT_UQ)));
-    m0 = _mm256_max_ps(m0, a);
-    m1 = _mm256_max_ps(m1, b);
+  __m256 bad = _mm256_setzero_ps();
+  int64_t i = 0, chunk = 0;
+  for (; i + kChunk <= n; i += kChunk, ++chunk) {
+    __m256 m0 = _mm256_loadu_ps(x + i), m1 = _mm256_loadu_ps(x + i + 8);
+    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(m0, inf, _CMP_NLT_UQ), _mm256_cmp_ps(m1, inf, _CMP_NLT_UQ)));
+    for (int64_t k = 16; k < kChunk; k += 16) {
+      const __m256 a = _mm256_loadu_ps(x + i + k), b = _mm256_loadu_ps(x + i + k + 8);
+      bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ), _mm256_cmp_ps(b, inf, _CMP_NLT_UQ)));
+      m0 = _mm256_max_ps(m0, a);
+      m1 = _mm256_max_ps(m1, b);
+    }
+    // NaN never reaches here as a result (the row is rejected), so max's operand order does not matter.
+    __m256 m = _mm256_max_ps(m0, m1);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    out[chunk] = _mm_cvtss_f32(h);
   }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
-  float m = *mx;
-  for (float v : lanes) m = std::max(m, v);
-  *mx = m;
   const bool ok = _mm256_movemask_ps(bad) == 0;
-  return finite_max_scalar(x + i, n - i, mx) && ok;
+  return finite_chunk_max_scalar(x + i, n - i, out + chunk) && ok;
 }
 
 __attribute__((target("avx2"))) int64_t collect_ge_avx2(const float* x, int64_t begin, int64_t end, float thr,
@@ -158,13 +171,13 @@ inline bool has_avx2() {
 #endif
 
 template <typename T>
-bool finite_max(const T* x, int64_t n, T* mx) {
+bool finite_chunk_max(const T* x, int64_t n, T* out) {
 #ifdef CRNN_FAST_X86_SIMD
   if constexpr (std::is_same_v<T, float>) {
-    if (has_avx2()) return finite_max_avx2(x, n, mx);
+    if (has_avx2()) return finite_chunk_max_avx2(x, n, out);
   }
 #endif
-  return finite_max_scalar(x, n, mx);
+  return finite_chunk_max_scalar(x, n, out);
 }
 
 template <typename T>
@@ -284,7 +297,19 @@ struct Cand {  // a prefix of the next beam, before pruning
   int32_t slot;  // its slot in the current beam (existing) or its parent's slot (new)
   int32_t token, trie;
   double pb, pnb, score, lm;
+  int32_t lm_answer = -1;  // a new prefix's LM query (index into Workspace::lm_answers), -1 when none
 };
+
+// An LM query for (prefix y, class c): ln P(c | y's context), and the stored n-grams its walk found, one per
+// level k = 1 .. level: (the k newest words of y's context, c), the n-grams a node y + c looks up for its own
+// LM state (see init_lm_state).
+struct LMAnswer {
+  double logprob;
+  int32_t level;
+  int32_t found;  // the found n-grams' LM indices: Workspace::lm_found[found .. found + level)
+};
+// The answer of a query known to back off to the unigram at once (it found nothing): Workspace::lm_answers[0].
+constexpr int32_t kUnigramAnswer = 0;
 
 // Everything one worker thread reuses from sequence to sequence.
 struct Workspace {
@@ -302,6 +327,10 @@ struct Workspace {
   // per frame
   std::vector<Entry> beam, next;
   std::vector<Cand> pool;
+  // This frame's LM queries, kept for the LM states of the new prefixes they scored ([0]: kUnigramAnswer).
+  std::vector<LMAnswer> lm_answers;
+  std::vector<int64_t> lm_found;
+  std::vector<int64_t> unigram_found;  // per LM word: its unigram's LM index, -2 until looked up
   std::vector<double> heap, totals, heads, heads2, lmub;
   std::vector<double> key, a0;  // LM mode: per-frame walk key of each class; per node ln A[0]
   std::vector<int32_t> seen_stamp;
@@ -354,16 +383,32 @@ class SequenceDecoder {
   double bound_ = kNegInf;  // what a candidate must reach to survive this frame (see offer)
   double loose_ = kNegInf;  // loosen(bound_)
 
-  // Checks a row (false for NaN or +inf) and finds its highest non-blank log-prob.
+  // Checks a row (false for NaN or +inf) and finds each chunk's and the row's highest non-blank log-prob.
   bool scan_row(const scalar_t* row) {
     const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
-    scalar_t m = -inf, ignored = -inf;
-    // Around the blank, which takes no part in the max.
-    bool ok = finite_max(row, P.blank, &m);
-    ok &= finite_max(row + P.blank, 1, &ignored);
-    ok &= finite_max(row + P.blank + 1, P.C - P.blank - 1, &m);
-    max_lp_ = static_cast<double>(m);
-    return ok;
+    const int64_t chunks = (P.C + kChunk - 1) / kChunk;
+    chunk_max_.resize(chunks);
+    if (!finite_chunk_max(row, P.C, chunk_max_.data())) return false;
+    // The blank takes no part in the maxima: its chunk's max again without it.
+    const int64_t bc = P.blank / kChunk;
+    scalar_t mb = -inf;
+    for (int64_t c = bc * kChunk; c < std::min(P.C, (bc + 1) * kChunk); ++c) {
+      if (c != P.blank) mb = std::max(mb, row[c]);
+    }
+    chunk_max_[bc] = mb;
+    max_lp_ = static_cast<double>(*std::max_element(chunk_max_.begin(), chunk_max_.end()));
+    return true;
+  }
+
+  // Appends to W.scratch the classes c with row[c] >= thr, ascending, maybe without the blank; returns how many.
+  int64_t collect_at_least(const scalar_t* row, scalar_t thr) {
+    if (static_cast<int64_t>(W.scratch.size()) < P.C) W.scratch.resize(P.C);
+    int64_t n = 0;
+    for (int64_t i = 0; i < static_cast<int64_t>(chunk_max_.size()); ++i) {
+      if (!(chunk_max_[i] >= thr)) continue;
+      n += collect_ge(row, i * kChunk, std::min(P.C, (i + 1) * kChunk), thr, W.scratch.data() + n);
+    }
+    return n;
   }
 
   // ---- prefix tree -------------------------------------------------------------------------------------
@@ -388,28 +433,31 @@ class SequenceDecoder {
 
   int ctx_cap() const { return std::max(P.lm_order - 1, 1); }
 
-  int32_t new_node(int32_t parent, int64_t token, int64_t trie, double lm) {
+  int32_t new_node(int32_t parent, int64_t token, int64_t trie, double lm, const LMAnswer* answer = nullptr) {
     const int32_t id = static_cast<int32_t>(W.parent.size());
     W.parent.push_back(parent);
     W.token.push_back(static_cast<int32_t>(token));
     W.trie.push_back(static_cast<int32_t>(trie));
     W.lm.push_back(lm);
-    if (P.use_lm) init_lm_state(id, parent, token);
+    if (P.use_lm) init_lm_state(id, parent, token, answer);
     return id;
   }
 
-  int32_t child(int32_t parent, int64_t token, int64_t trie, double lm) {
+  int32_t child(int32_t parent, int64_t token, int64_t trie, double lm, const LMAnswer* answer) {
     const uint64_t key = ChildMap::key(parent, token);
     int32_t id = W.children.find(key);
     if (id < 0) {
-      id = new_node(parent, token, trie, lm);
+      id = new_node(parent, token, trie, lm, answer);
       W.children.insert(key, id);
     }
     return id;
   }
 
   // The reference's backoff loop, split: what depends on the context only is done once per node.
-  void init_lm_state(int32_t id, int32_t parent, int64_t token) {
+  // answer: the LM query that scored parent + token, when there was one: it found the n-grams of levels >= 2
+  // below. Every stored n-gram's context and suffix are stored too (CharNgramLM makes it so), so where the
+  // query stopped (a miss, or the parent's longest stored context) every longer n-gram is missing as well.
+  void init_lm_state(int32_t id, int32_t parent, int64_t token, const LMAnswer* answer) {
     const int n1 = P.lm_order - 1, cap = ctx_cap();
     W.ctx.resize(W.ctx.size() + cap, -1);
     W.acc.resize(W.acc.size() + n1 + 1, 0.0);
@@ -429,10 +477,18 @@ class SequenceDecoder {
     int64_t found[kMaxLMOrder + 1];
     uint64_t h = ctc::kSeed;
     int kmax = 0;
-    for (int k = 1; k <= n; ++k) {
-      h = ctc::mix(h, ctx[k - 1]);
-      found[k] = P.lm.find(h);
-      if (found[k] >= 0) kmax = k;
+    if (answer != nullptr && parent >= 0 && n > 0) {
+      found[1] = unigram_found(ctx[0]);
+      for (int k = 2; k <= n; ++k) found[k] = k - 1 <= answer->level ? W.lm_found[answer->found + k - 2] : -1;
+      for (int k = 1; k <= n; ++k) {
+        if (found[k] >= 0) kmax = k;
+      }
+    } else {
+      for (int k = 1; k <= n; ++k) {
+        h = ctc::mix(h, ctx[k - 1]);
+        found[k] = P.lm.find(h);
+        if (found[k] >= 0) kmax = k;
+      }
     }
     A[n] = 0.0;
     for (int k = n; k >= 1; --k) A[k - 1] = found[k] >= 0 ? A[k] + P.lm.log10_backoff(found[k]) : A[k];
@@ -451,7 +507,8 @@ class SequenceDecoder {
   // (h_k, w); since every stored n-gram's suffix is stored too (CharNgramLM makes it so), the stored
   // lengths are 0 .. L and a bottom-up walk finds L with one lookup per level and stops at the first miss.
   // Most classes a beam looks at are unlikely after the context: L is mostly 0 or 1.
-  double lm_logprob(int32_t y, int64_t c) const {
+  // level_out, found_out: the level it returns at and the n-grams it found (see LMAnswer).
+  double lm_logprob(int32_t y, int64_t c, int32_t* level_out = nullptr, int64_t* found_out = nullptr) const {
     const int n1 = P.lm_order - 1, cap = ctx_cap();
     const int64_t* ctx = &W.ctx[static_cast<size_t>(y) * cap];
     const double* A = &W.acc[static_cast<size_t>(y) * (n1 + 1)];
@@ -465,8 +522,28 @@ class SequenceDecoder {
       if (i < 0) break;
       level = k;
       p = P.lm.log10_prob(i);
+      if (found_out != nullptr) found_out[k - 1] = i;
     }
+    if (level_out != nullptr) *level_out = level;
     return (A[level] + p) * ctc::kLn10;
+  }
+
+  // lm_logprob(y, c), kept in W.lm_answers for the node y + c: returns the answer's index.
+  int32_t lm_query(int32_t y, int64_t c, double* logprob) {
+    int64_t found[kMaxLMOrder];
+    int32_t level = 0;
+    *logprob = lm_logprob(y, c, &level, found);
+    W.lm_answers.push_back(LMAnswer{*logprob, level, static_cast<int32_t>(W.lm_found.size())});
+    W.lm_found.insert(W.lm_found.end(), found, found + level);
+    return static_cast<int32_t>(W.lm_answers.size() - 1);
+  }
+
+  // The LM index of LM word v's unigram (-1 when not stored), looked up once per sequence.
+  int64_t unigram_found(int64_t v) {
+    if (static_cast<int64_t>(W.unigram_found.size()) <= v) W.unigram_found.resize(v + 1, -2);
+    int64_t& i = W.unigram_found[v];
+    if (i == -2) i = P.lm.find(ctc::mix(ctc::kSeed, v));
+    return i;
   }
 
   // lm_logprob(y, c) when the LM backs off to c's unigram: the same expression at level 0.
@@ -506,27 +583,30 @@ class SequenceDecoder {
       std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
       W.topk.resize(P.top_k);
     } else {
-      // A heap of the top_k best so far (front: the worst), fed block by block with the classes strictly
-      // above its worst (classes come in ascending id order: an equal log-prob loses the tie).
-      std::vector<int32_t>& h = W.topk;
-      if (W.scratch.size() < 1024) W.scratch.resize(1024);
+      // The top_k-th largest chunk max is at most the top_k-th largest log-prob (top_k distinct chunks each
+      // hold a class that high; the blank's chunk max leaves the blank out), so the classes at or above it
+      // hold the top_k, and they are few: only their chunks are read again.
       const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
-      for (int64_t begin = 0; begin < P.C; begin += 1024) {
-        const int64_t end = std::min<int64_t>(P.C, begin + 1024);
-        const scalar_t thr = static_cast<int64_t>(h.size()) < P.top_k ? -inf : row[h.front()];
-        const int64_t n = collect_ge(row, begin, end, thr, W.scratch.data());
-        for (int64_t i = 0; i < n; ++i) {
-          const int32_t c = W.scratch[i];
-          if (c == P.blank) continue;
-          if (static_cast<int64_t>(h.size()) < P.top_k) {
-            h.push_back(c);
-            std::push_heap(h.begin(), h.end(), cmp);
-          } else if (row[c] > row[h.front()]) {
-            std::pop_heap(h.begin(), h.end(), cmp);
-            h.back() = c;
-            std::push_heap(h.begin(), h.end(), cmp);
-          }
+      scalar_t thr = -inf;
+      if (static_cast<int64_t>(chunk_max_.size()) >= P.top_k) {
+        // The top_k largest chunk maxima, descending, by insertion: few values ever enter.
+        std::vector<scalar_t>& best = chunk_sel_;
+        best.assign(P.top_k, -inf);
+        for (const scalar_t v : chunk_max_) {
+          if (!(v > best.back())) continue;
+          int64_t i = P.top_k - 1;
+          for (; i > 0 && best[i - 1] < v; --i) best[i] = best[i - 1];
+          best[i] = v;
         }
+        thr = best.back();
+      }
+      const int64_t n = collect_at_least(row, thr);
+      for (int64_t i = 0; i < n; ++i) {
+        if (W.scratch[i] != P.blank) W.topk.push_back(W.scratch[i]);
+      }
+      if (static_cast<int64_t>(W.topk.size()) > P.top_k) {
+        std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
+        W.topk.resize(P.top_k);
       }
     }
     for (int32_t c : W.topk) W.topk_stamp[c] = W.stamp;
@@ -545,7 +625,11 @@ class SequenceDecoder {
     if (P.use_lm) {
       if (static_cast<int64_t>(W.key.size()) < P.C) W.key.resize(P.C);
       const double scale = P.lm_weight * ctc::kLn10;
-      for (int64_t c = 0; c < P.C; ++c) W.key[c] = static_cast<double>(row[c]) + scale * P.lm_unigram[c];
+      if (P.use_top_k) {  // only the top_k classes are walked
+        for (const int32_t c : W.topk) W.key[c] = static_cast<double>(row[c]) + scale * P.lm_unigram[c];
+      } else {
+        for (int64_t c = 0; c < P.C; ++c) W.key[c] = static_cast<double>(row[c]) + scale * P.lm_unigram[c];
+      }
     }
     const int64_t n_src = P.use_top_k ? static_cast<int64_t>(W.topk.size()) : P.C - 1;
     const int64_t m = P.beam_width + 8;
@@ -580,10 +664,11 @@ class SequenceDecoder {
         if (c != P.blank && W.key[c] >= cut) offer_class(c);
       }
     } else {
-      if (W.scratch.size() < 1024) W.scratch.resize(1024);
-      for (int64_t begin = 0; begin < P.C; begin += 1024) {
-        const int64_t end = std::min<int64_t>(P.C, begin + 1024);
-        const int64_t n = collect_ge(row, begin, end, row_threshold<scalar_t>(cut), W.scratch.data());
+      if (static_cast<int64_t>(W.scratch.size()) < kChunk) W.scratch.resize(kChunk);
+      for (int64_t k = 0; k < static_cast<int64_t>(chunk_max_.size()); ++k) {
+        const scalar_t thr = row_threshold<scalar_t>(cut);  // cut rises as the heap fills
+        if (!(chunk_max_[k] >= thr)) continue;
+        const int64_t n = collect_ge(row, k * kChunk, std::min(P.C, (k + 1) * kChunk), thr, W.scratch.data());
         for (int64_t i = 0; i < n; ++i) {
           const int32_t c = W.scratch[i];
           if (c != P.blank && static_cast<double>(row[c]) >= cut) offer_class(c);
@@ -619,8 +704,7 @@ class SequenceDecoder {
         if (c != P.blank) take(c, W.key[c]);
       }
     } else {
-      if (static_cast<int64_t>(W.scratch.size()) < P.C) W.scratch.resize(P.C);
-      const int64_t n = collect_ge(row, 0, P.C, row_threshold<scalar_t>(floor), W.scratch.data());
+      const int64_t n = collect_at_least(row, row_threshold<scalar_t>(floor));
       for (int64_t i = 0; i < n; ++i) {
         const int32_t c = W.scratch[i];
         if (c != P.blank) take(c, static_cast<double>(row[c]));
@@ -718,6 +802,8 @@ class SequenceDecoder {
     if (!skip && P.use_top_k) select_top_k(row);
     W.pool.clear();
     W.heap.clear();
+    W.lm_answers.assign(1, LMAnswer{0.0, 0, 0});  // kUnigramAnswer
+    W.lm_found.clear();
     best_ = bound_ = loose_ = kNegInf;
     W.totals.resize(n);
     W.heads.resize(n);
@@ -800,7 +886,8 @@ class SequenceDecoder {
         W.next.push_back(Entry{c.node, W.beam[c.slot].rec, c.pb, c.pnb, c.score});
       } else {
         const Entry& par = W.beam[c.slot];
-        const int32_t node = child(par.node, c.token, c.trie, c.lm);
+        const int32_t node =
+            child(par.node, c.token, c.trie, c.lm, c.lm_answer >= 0 ? &W.lm_answers[c.lm_answer] : nullptr);
         const int32_t rec = static_cast<int32_t>(W.rec_parent.size());
         W.rec_parent.push_back(par.rec);
         W.rec_frame.push_back(static_cast<int32_t>(t));
@@ -863,14 +950,15 @@ class SequenceDecoder {
         const std::vector<int32_t>& g = group_candidates(row, gi);
         if (g.empty()) continue;
         // One LM lookup for the group: every class of the word scores the same LM term after y.
-        const double lmv = lm_logprob(y, g[0]);
+        double lmv;
+        const int32_t answer = lm_query(y, g[0], &lmv);
         const double head_g = W.totals[j] + (W.lm[y] + (P.lm_weight * lmv + P.bonus));
         for (const int32_t c : g) {
           if (head_g + static_cast<double>(row[c]) < loose_bound()) break;
           if (!in_top_k(c)) continue;
           int64_t ctrie = 0;
           if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
-          try_extend(row, j, c, ctrie, final_filter, false, &lmv);
+          try_extend(row, j, c, ctrie, final_filter, false, &lmv, answer);
         }
       }
     }
@@ -943,9 +1031,9 @@ class SequenceDecoder {
   }
 
   // unigram: the LM is known to back off to c's unigram after y (lm_logprob's level 0, computed the same way).
-  // known_lm: lm_logprob(y, c), already computed (the group of c's LM word).
+  // known_lm: lm_logprob(y, c), already computed (the group of c's LM word), as answer known_answer.
   void try_extend(const scalar_t* row, int32_t j, int64_t c, int64_t ctrie, bool final_filter, bool unigram = false,
-                  const double* known_lm = nullptr) {
+                  const double* known_lm = nullptr, int32_t known_answer = -1) {
     for (int32_t k = W.kid_head[j]; k >= 0; k = W.kid_next[k]) {
       if (W.pool[k].token == c) return;  // y + c is in the beam: its extension was merged above
     }
@@ -954,13 +1042,25 @@ class SequenceDecoder {
     const int32_t y = e.node;
     const double a = (c == W.token[y] ? e.pb : W.totals[j]) + static_cast<double>(row[c]);
     if (a + W.lmub[j] < loose_bound()) return;
-    const double term =
-        P.use_lm ? P.lm_weight * (known_lm ? *known_lm : unigram ? lm_unigram_logprob(y, c) : lm_logprob(y, c)) + P.bonus
-                 : P.bonus;
+    double term = P.bonus;
+    int32_t answer = -1;
+    if (P.use_lm) {
+      double lp_lm;
+      if (known_lm != nullptr) {
+        lp_lm = *known_lm;
+        answer = known_answer;
+      } else if (unigram) {
+        lp_lm = lm_unigram_logprob(y, c);
+        answer = kUnigramAnswer;
+      } else {
+        answer = lm_query(y, c, &lp_lm);
+      }
+      term = P.lm_weight * lp_lm + P.bonus;
+    }
     const double lmc = W.lm[y] + term;
     const double s = a + lmc;
     if (s == kNegInf || s < bound()) return;
-    W.pool.push_back(Cand{-1, j, static_cast<int32_t>(c), static_cast<int32_t>(ctrie), kNegInf, a, s, lmc});
+    W.pool.push_back(Cand{-1, j, static_cast<int32_t>(c), static_cast<int32_t>(ctrie), kNegInf, a, s, lmc, answer});
     offer(s);
   }
 
@@ -1026,6 +1126,8 @@ class SequenceDecoder {
   }
 
   double max_lp_ = kNegInf;    // the frame's highest non-blank log-prob
+  std::vector<scalar_t> chunk_max_;  // the frame's highest non-blank log-prob in each chunk of kChunk classes
+  std::vector<scalar_t> chunk_sel_;  // select_top_k's largest chunk maxima
   double max_head_ = kNegInf;  // the largest heads[j] of the frame
   double max_head_group_ = kNegInf;  // the largest totals[j] + lm + bonus of the frame
   double floor_ = kNegInf;     // candidate classes below this log-prob cannot survive the frame

@@ -203,6 +203,35 @@ def test_shared_lm_words_and_wide_rows_match_reference(C, T, K, top_k, threshold
              lm=unk_heavy_lm(C, seed=K), lm_weight=lm_weight, insertion_bonus=bonus, **extra)
 
 
+# Rows are scanned in chunks of 64 classes whose maxima leave the blank out; top_k and the candidate walks then
+# read only the chunks that can hold what they look for. The blank at a chunk's edge, inside one, or alone in
+# the last (partial) chunk; a blank that is often the frame's best; many equal log-probs (ties go by class id).
+CHUNK_CASES = [
+    # C, blank, top_k
+    (700, 0, 5), (700, 63, 1), (700, 64, 64), (700, 350, None), (700, 699, 7),
+    (257, 256, 3), (257, 256, None), (320, 100, 2),
+]
+
+
+@pytest.mark.parametrize("C,blank,top_k", CHUNK_CASES)
+def test_chunked_row_scans_match_reference(C, blank, top_k):
+    g = torch.Generator().manual_seed(C + blank)
+    logits = (2.0 * torch.randn(2, 14, C, generator=g, dtype=torch.float64)).round()  # coarse: many ties
+    logits[:, ::2, blank] += 7.0  # the best class of every other frame
+    lp = logits.log_softmax(-1).float()
+    run_both(lp, torch.tensor([14, 9]), blank=blank, beam_width=6, top_k=top_k, nbest=3)
+    run_both(lp, torch.tensor([14, 9]), blank=blank, beam_width=6, top_k=top_k, beam_threshold=3.0, nbest=3)
+    # A beam wide enough to keep every extension for a few frames: a class top_k missed shows in the n-best.
+    run_both(lp[:, :3], None, blank=blank, beam_width=64, top_k=top_k, nbest=64)
+
+
+def test_chunked_top_k_with_lm_matches_reference():
+    lp = random_log_probs(2, 20, 700, seed=5, scale=3.0)
+    for top_k in (1, 8, 40):
+        run_both(lp, None, beam_width=10, top_k=top_k, nbest=3, lm=random_lm(700, seed=top_k, order=4),
+                 lm_weight=0.8, insertion_bonus=0.5)
+
+
 def test_simd_row_scan_rejects_nan_and_inf_anywhere():
     # The vectorised scan works 16 classes at a time, then a scalar tail: a bad value in either is caught.
     C = 301
