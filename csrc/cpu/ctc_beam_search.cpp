@@ -609,6 +609,8 @@ class SequenceDecoder {
         W.topk.resize(P.top_k);
       }
     }
+    // Best first: a prefix's extensions are tried in this order, and the bound rises fastest this way.
+    std::sort(W.topk.begin(), W.topk.end(), cmp);
     for (int32_t c : W.topk) W.topk_stamp[c] = W.stamp;
   }
 
@@ -921,7 +923,7 @@ class SequenceDecoder {
       // A few classes per frame: each with its exact LM lookup, no successor lists (building one costs a
       // lookup per LM word, for every new context word).
       for (const int32_t c : W.topk) {
-        if (head + static_cast<double>(row[c]) < loose_bound()) continue;
+        if (head + static_cast<double>(row[c]) < loose_bound()) break;  // the rest have lower log-probs
         int64_t ctrie = 0;
         if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
         try_extend(row, j, c, ctrie, final_filter);
