@@ -590,15 +590,16 @@ class SequenceDecoder {
       scalar_t thr = -inf;
       if (static_cast<int64_t>(chunk_max_.size()) >= P.top_k) {
         // The top_k largest chunk maxima, descending, by insertion: few values ever enter.
-        std::vector<scalar_t>& best = chunk_sel_;
-        best.assign(P.top_k, -inf);
+        scalar_t best[64];  // this path runs for top_k <= 64
+        const int64_t k = P.top_k;
+        std::fill(best, best + k, -inf);
         for (const scalar_t v : chunk_max_) {
-          if (!(v > best.back())) continue;
-          int64_t i = P.top_k - 1;
+          if (!(v > thr)) continue;
+          int64_t i = k - 1;
           for (; i > 0 && best[i - 1] < v; --i) best[i] = best[i - 1];
           best[i] = v;
+          thr = best[k - 1];
         }
-        thr = best.back();
       }
       const int64_t n = collect_at_least(row, thr);
       for (int64_t i = 0; i < n; ++i) {
@@ -1129,7 +1130,6 @@ class SequenceDecoder {
 
   double max_lp_ = kNegInf;    // the frame's highest non-blank log-prob
   std::vector<scalar_t> chunk_max_;  // the frame's highest non-blank log-prob in each chunk of kChunk classes
-  std::vector<scalar_t> chunk_sel_;  // select_top_k's largest chunk maxima
   double max_head_ = kNegInf;  // the largest heads[j] of the frame
   double max_head_group_ = kNegInf;  // the largest totals[j] + lm + bonus of the frame
   double floor_ = kNegInf;     // candidate classes below this log-prob cannot survive the frame
