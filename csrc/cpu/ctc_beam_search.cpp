@@ -64,7 +64,7 @@ constexpr int kMaxLMOrder = 32;
 // Lexicon nodes with at most this many children are extended by iterating their children; wider ones (the
 // root of a big lexicon) by walking the frame's classes in decreasing log-prob with a trie lookup each.
 constexpr int64_t kDirectFanout = 64;
-// With an LM and top_k at most this, a prefix tries the frame's top_k classes one by one.
+// With top_k at most this, a prefix tries the frame's top_k classes one by one.
 constexpr int64_t kDirectTopK = 32;
 
 // log(exp(a) + exp(b)) as max + log1p(exp(-|a - b|)): the reference's formula (and exactly symmetric).
@@ -920,9 +920,9 @@ class SequenceDecoder {
       }
       return;
     }
-    if (P.use_lm && P.use_top_k && P.top_k <= kDirectTopK) {
-      // A few classes per frame: each with its exact LM lookup, no successor lists (building one costs a
-      // lookup per LM word, for every new context word).
+    if (P.use_top_k && P.top_k <= kDirectTopK) {
+      // A few classes per frame, best first: each tried directly (with an LM, its exact lookup), without the
+      // candidate bins or successor lists (building one costs a lookup per LM word, for every new context word).
       for (const int32_t c : W.topk) {
         if (head + static_cast<double>(row[c]) < loose_bound()) break;  // the rest have lower log-probs
         int64_t ctrie = 0;
