@@ -58,3 +58,14 @@ def check_blank(blank, num_classes: int, name: str = "blank") -> int:
     if not 0 <= blank < num_classes:
         raise ValueError(f"{name} must be in [0, {num_classes}), got {blank}")
     return blank
+
+
+def is_positive_int(value) -> bool:
+    """An int >= 1 (a bool is not an int here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_positive_int(value, name: str) -> int:
+    if not is_positive_int(value):
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ._checks import check_positive_int
 from .data.charset import Charset
 from .data.datasets import MAX_WIDTH, ImageError, plan_resize, prepare_image, to_gray
 from .data.synth import pad_batch
@@ -124,8 +125,8 @@ class Recognizer:
         if model.num_classes != charset.num_classes:
             raise ValueError(f"model has {model.num_classes} classes but charset has {charset.num_classes} "
                              "(characters + blank)")
-        _check_positive_int(batch_size, "batch_size")
-        _check_positive_int(window_batches, "window_batches")
+        check_positive_int(batch_size, "batch_size")
+        check_positive_int(window_batches, "window_batches")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         if preprocess not in PREPROCESS:
@@ -202,7 +203,7 @@ class Recognizer:
         """Stream results in input order for any iterable of images (a generator over a million files is
         fine: memory is bounded by window_batches x batch_size images)."""
         if batch_size is not None:
-            _check_positive_int(batch_size, "batch_size")
+            check_positive_int(batch_size, "batch_size")
         decoder = self._decoder(beam, lexicon)
         window = (batch_size or self.batch_size) * self.window_batches
         loaded = self._load_all(images, lookahead=window + (batch_size or self.batch_size))
@@ -412,11 +413,6 @@ class Recognizer:
         decoder = CTCDecoder(self.charset, **kwargs)
         self._decoders[key] = decoder
         return decoder
-
-
-def _check_positive_int(value, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 __all__ = ["Recognizer", "RecognitionResult", "PRECISIONS", "resolve_device"]

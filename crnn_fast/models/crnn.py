@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._checks import FLOAT_DTYPES, check_tensor
+from .._checks import FLOAT_DTYPES, check_tensor, is_positive_int
 from ..nn import LSTM
 from ..nn import lstm as _lstm_module
 
@@ -33,10 +33,6 @@ _POOLS = {
     3: ((2, 2), (2, 1), (0, 1)),
     5: ((2, 2), (2, 1), (0, 1)),
 }
-
-
-def _is_positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 @dataclass(frozen=True)
@@ -58,9 +54,9 @@ class CRNNConfig:
         # Tuples keep the frozen config hashable when lists are passed.
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "batch_norm", tuple(self.batch_norm))
-        if len(self.channels) != len(_KERNELS) or not all(_is_positive_int(c) for c in self.channels):
+        if len(self.channels) != len(_KERNELS) or not all(is_positive_int(c) for c in self.channels):
             raise ValueError(f"channels must be {len(_KERNELS)} positive ints, got {self.channels!r}")
-        if not _is_positive_int(self.lstm_hidden):
+        if not is_positive_int(self.lstm_hidden):
             raise ValueError(f"lstm_hidden must be a positive int, got {self.lstm_hidden!r}")
         if not all(isinstance(i, int) and 0 <= i < len(_KERNELS) for i in self.batch_norm):
             raise ValueError(f"batch_norm must hold conv indices in [0, {len(_KERNELS)}), "
@@ -144,7 +140,7 @@ class CRNN(nn.Module):
         else:
             raise ValueError(f"variant must be one of {', '.join(map(repr, CRNN_CONFIGS))} or a CRNNConfig, "
                              f"got {variant!r}")
-        if not _is_positive_int(in_channels):
+        if not is_positive_int(in_channels):
             raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
         check_lstm_backend_arg(lstm_backend)
 
