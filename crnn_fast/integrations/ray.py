@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import is_positive_int
 from ..data.datasets import IMAGE_EXTENSIONS, is_shard, iter_input_paths
 
 IMAGE_COLUMNS = ("bytes", "image")
@@ -99,7 +100,7 @@ class RayRecognizer:
         from ..recognize import Recognizer
 
         if num_threads is not None:
-            if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
+            if not is_positive_int(num_threads):
                 raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
             torch.set_num_threads(num_threads)
         for name, value in (("image_column", image_column), ("id_column", id_column)):
@@ -263,13 +264,13 @@ def build_dataset(inputs: Sequence[str] | Inputs, *, model: str | os.PathLike | 
     from ray.data import ActorPoolStrategy
 
     found = inputs if isinstance(inputs, Inputs) else expand_inputs(inputs)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not is_positive_int(batch_size):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if not (isinstance(num_cpus, (int, float)) and num_cpus > 0):
         raise ValueError(f"num_cpus must be a positive number (CPUs per actor), got {num_cpus!r}")
     if not (isinstance(num_gpus, (int, float)) and num_gpus >= 0):
         raise ValueError(f"num_gpus must be a number >= 0 (GPUs per actor), got {num_gpus!r}")
-    if beam is not None and (not isinstance(beam, int) or isinstance(beam, bool) or beam < 1):
+    if beam is not None and not is_positive_int(beam):
         raise ValueError(f"beam must be a positive int (beam width) or None, got {beam!r}")
     if str(device).startswith("cuda") and not num_gpus:
         raise ValueError(f"device={device!r} needs num_gpus > 0: Ray gives an actor a GPU only when it asks for one")
@@ -325,7 +326,7 @@ def _actor_count(ray, concurrency: int | None, num_cpus: float, num_gpus: float)
         if num_gpus:
             return max(1, int(gpus // num_gpus))
         return max(1, int((cpus - 1) // num_cpus))
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+    if not is_positive_int(concurrency):
         raise ValueError(f"concurrency must be a positive int (number of actors) or None, got {concurrency!r}")
     if concurrency * num_cpus > cpus - 1:
         warnings.warn(f"concurrency={concurrency} actors x num_cpus={num_cpus} leave less than one of the cluster's "

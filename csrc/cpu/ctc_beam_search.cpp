@@ -81,7 +81,7 @@ inline double loosen(double bound) {
   return bound == kNegInf ? kNegInf : bound - 1e-9 * std::max(1.0, std::fabs(bound));
 }
 
-// ---- row scans (the only O(C) work per frame): AVX2 when the CPU has it, else SSE2, else scalar ------------
+// ---- row scans (the only O(C) work per frame): AVX2 when the CPU has it, else scalar ------------------------
 // The smallest float f with double(f) >= t (NaN for NaN): for a float x, x >= f exactly when double(x) >= t.
 inline float float_at_least(double t) {
   if (std::isnan(t)) return std::numeric_limits<float>::quiet_NaN();
@@ -300,11 +300,10 @@ struct Cand {  // a prefix of the next beam, before pruning
   int32_t lm_answer = -1;  // a new prefix's LM query (index into Workspace::lm_answers), -1 when none
 };
 
-// An LM query for (prefix y, class c): ln P(c | y's context), and the stored n-grams its walk found, one per
+// What an LM query for (prefix y, class c) found on its walk: the stored n-grams, one per
 // level k = 1 .. level: (the k newest words of y's context, c), the n-grams a node y + c looks up for its own
 // LM state (see init_lm_state).
 struct LMAnswer {
-  double logprob;
   int32_t level;
   int32_t found;  // the found n-grams' LM indices: Workspace::lm_found[found .. found + level)
 };
@@ -533,12 +532,12 @@ class SequenceDecoder {
     int64_t found[kMaxLMOrder];
     int32_t level = 0;
     *logprob = lm_logprob(y, c, &level, found);
-    W.lm_answers.push_back(LMAnswer{*logprob, level, static_cast<int32_t>(W.lm_found.size())});
+    W.lm_answers.push_back(LMAnswer{level, static_cast<int32_t>(W.lm_found.size())});
     W.lm_found.insert(W.lm_found.end(), found, found + level);
     return static_cast<int32_t>(W.lm_answers.size() - 1);
   }
 
-  // The LM index of LM word v's unigram (-1 when not stored), looked up once per sequence.
+  // The LM index of LM word v's unigram (-1 when not stored), looked up once per worker.
   int64_t unigram_found(int64_t v) {
     if (static_cast<int64_t>(W.unigram_found.size()) <= v) W.unigram_found.resize(v + 1, -2);
     int64_t& i = W.unigram_found[v];
@@ -572,10 +571,14 @@ class SequenceDecoder {
 
   bool in_top_k(int64_t c) const { return !P.use_top_k || W.topk_stamp[c] == W.stamp; }
 
+  // Class order: log-prob descending, ties by class id.
+  static auto by_logprob(const scalar_t* row) {
+    return [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+  }
+
   void select_top_k(const scalar_t* row) {
     W.topk.clear();
-    // top_k ranks by log-prob alone.
-    auto cmp = [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+    const auto cmp = by_logprob(row);  // top_k ranks by log-prob alone
     if (P.top_k > 64 || P.C < 256) {
       for (int32_t c = 0; c < P.C; ++c) {
         if (c != P.blank) W.topk.push_back(c);
@@ -805,7 +808,7 @@ class SequenceDecoder {
     if (!skip && P.use_top_k) select_top_k(row);
     W.pool.clear();
     W.heap.clear();
-    W.lm_answers.assign(1, LMAnswer{0.0, 0, 0});  // kUnigramAnswer
+    W.lm_answers.assign(1, LMAnswer{0, 0});  // kUnigramAnswer
     W.lm_found.clear();
     best_ = bound_ = loose_ = kNegInf;
     W.totals.resize(n);
@@ -1018,7 +1021,7 @@ class SequenceDecoder {
       const int32_t c = P.word_cls[k];
       if (static_cast<double>(row[c]) >= floor) g.push_back(c);
     }
-    std::sort(g.begin(), g.end(), [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    std::sort(g.begin(), g.end(), by_logprob(row));
     return g;
   }
 
