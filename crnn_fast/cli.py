@@ -77,6 +77,18 @@ def _load_recognizer(args):
         raise SystemExit(_error(f"cannot load model {args.model or '(default)'}: {e}")) from None
 
 
+def _build_decoder(recognizer, beam, lexicon) -> int | None:
+    """Builds the beam / lexicon decoder once, up front, so that a bad option is one clear error (its exit
+    status), not a traceback halfway through the images."""
+    if lexicon is not None and not os.path.isfile(lexicon):
+        return _error(f"--lexicon {lexicon!r}: no such file")
+    try:
+        recognizer._decoder(beam, lexicon)
+    except (ValueError, OSError) as e:
+        return _error(str(e))
+    return None
+
+
 def cmd_recognize(args) -> int:
     import time
 
@@ -84,12 +96,9 @@ def cmd_recognize(args) -> int:
 
     recognizer = _load_recognizer(args)
     lexicon = args.lexicon
-    if lexicon is not None and not os.path.isfile(lexicon):
-        return _error(f"--lexicon {lexicon!r}: no such file")
-    try:  # build the beam / lexicon decoder once, up front: a bad option is one clear error
-        recognizer._decoder(args.beam, lexicon)
-    except (NotImplementedError, ValueError, OSError) as e:
-        return _error(str(e))
+    error = _build_decoder(recognizer, args.beam, lexicon)
+    if error is not None:
+        return error
     names: collections.deque[str] = collections.deque()
 
     def items():  # names queue up in input order; results come back in the same order
@@ -145,11 +154,11 @@ def cmd_eval(args) -> int:
     except (FileNotFoundError, ValueError) as e:
         return _error(str(e))
     recognizer = _load_recognizer(args)
-    try:
-        metrics, rows = evaluate_dataset(recognizer, dataset, batch_size=args.batch_size, beam=args.beam,
-                                         lexicon=args.lexicon, progress=not args.no_progress, limit=args.limit)
-    except NotImplementedError as e:
-        return _error(str(e))
+    error = _build_decoder(recognizer, args.beam, args.lexicon)
+    if error is not None:
+        return error
+    metrics, rows = evaluate_dataset(recognizer, dataset, batch_size=args.batch_size, beam=args.beam,
+                                     lexicon=args.lexicon, progress=not args.no_progress, limit=args.limit)
     m = metrics.as_dict()
     print(f"{args.data}: n={m['n']} exact={m['exact']:.4f} alnum={m['alnum']:.4f} cer={m['cer']:.4f}")
     if args.json:

@@ -399,12 +399,7 @@ class Recognizer:
         key = (beam, id(lexicon) if lexicon is not None else None)
         if key in self._decoders:
             return self._decoders[key]
-        option = "--lexicon" if lexicon is not None else "--beam"
-        try:
-            from .decoding import CTCDecoder
-        except ImportError as e:
-            raise NotImplementedError(f"{option} needs crnn_fast.decoding.CTCDecoder, which is not available in "
-                                      f"this build ({e}); use greedy decoding (no {option})") from None
+        from .decoding import CTCDecoder  # loaded on first use, like the other heavier parts
         if isinstance(lexicon, (str, os.PathLike)):
             lexicon = [w.strip() for w in Path(lexicon).read_text(encoding="utf-8").splitlines() if w.strip()]
         kwargs = {"beam_width": beam or 16}

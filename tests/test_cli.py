@@ -86,6 +86,17 @@ def test_eval_folder(setup):
     assert "exact=" in out.stdout and "cer=" in out.stdout
 
 
+@pytest.mark.parametrize("command", ["recognize", "eval"])
+def test_bad_lexicon_is_one_clear_error(setup, tmp_path, command):
+    root, weights = setup
+    bad = tmp_path / "lexicon.txt"
+    bad.write_text("hello\nna\u00efve\n", encoding="utf-8")
+    for lexicon, message in ((tmp_path / "missing.txt", "no such file"), (bad, "outside the charset")):
+        out = _run(command, root / "imgs", "--model", weights, "--lexicon", lexicon, "--no-progress")
+        assert out.returncode == 2, out.stderr
+        assert message in out.stderr and "Traceback" not in out.stderr
+
+
 def test_iter_inputs(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
     for name in ("a.png", "b.jpg", "c.txt", "sub/f.png"):
