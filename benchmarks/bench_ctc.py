@@ -16,11 +16,13 @@ How each decoder runs (each with its own defaults unless said):
     best-path (greedy) decoding; no top-k, no beam threshold (its pruning is exact: same result as the full
     prefix beam search of that width). +lexicon: the vocabulary as a trie; +LM: a character 5-gram
     (interpolated Kneser-Ney, CharNgramLM) on 4,000 sentences, lm_weight 0.5, insertion bonus 1.0.
-  crnn_fast pruned: the same decoder (1 thread) with pruning comparable to pyctcdecode's defaults, from options
-    every backend has: beam_threshold 10 (pyctcdecode's beam_prune_logp -10: prefixes more than 10 nats below
-    the best are dropped) and top_k 8 (in place of its token_min_logp -5, which keeps the classes above
-    log-prob -5 and the best one: 1-3 classes per frame at C 6,002, up to ~60 on the flat frames at C 96).
-    Not exact: its agree column is its agreement with exact crnn_fast of the same mode.
+  crnn_fast pruned: the same decoder (1 thread) with pyctcdecode's default pruning: beam_threshold 10 (its
+    beam_prune_logp -10: prefixes more than 10 nats below the best are dropped) and token_min_logp -5 (the same
+    option: a frame extends prefixes only by the classes at log-prob >= -5 and its best class; about 1 class
+    per frame at C 6,002, up to ~60 on the flat frames at C 96). Unlike pyctcdecode it still scores the blank
+    and the repeat of every prefix on every frame (the floor prunes extensions only), so it keeps at least
+    the prefixes pyctcdecode keeps. Not exact: its agree column is its agreement with exact crnn_fast of the
+    same mode.
   pyctcdecode: decode() per sequence, its defaults (beam_prune_logp -10, token_min_logp -5); +LM: a word 3-gram
     (KenLM, ARPA written by crnn_fast's Kneser-Ney on the same sentences) with the vocabulary as unigrams,
     alpha 0.5, beta 1.0.
@@ -66,7 +68,7 @@ from crnn_fast.decoding.lm import kneser_ney, write_arpa  # noqa: E402
 
 OURS = "crnn_fast"
 PRUNED = "crnn_fast pruned"
-PRUNING = dict(beam_threshold=10.0, top_k=8)  # see the docstring: comparable to pyctcdecode's defaults
+PRUNING = dict(beam_threshold=10.0, token_min_logp=-5.0)  # pyctcdecode's defaults (see the docstring)
 PEERS = ("pyctcdecode", "fast-ctc-decode", "flashlight-text")
 
 

@@ -26,7 +26,8 @@ inline void check_optional_1d(const std::optional<at::Tensor>& x, const char* na
 inline void check_inputs_and_options(const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank,
                                      int64_t beam_width, int64_t nbest, std::optional<int64_t> top_k,
                                      std::optional<double> beam_threshold,
-                                     std::optional<double> blank_skip_threshold, double lm_weight,
+                                     std::optional<double> blank_skip_threshold,
+                                     std::optional<double> token_min_logp, double lm_weight,
                                      double insertion_bonus) {
   CHECK_DIM(log_probs_in, 3);
   CHECK_FLOATING(log_probs_in);
@@ -46,6 +47,7 @@ inline void check_inputs_and_options(const at::Tensor& log_probs_in, const at::T
               "beam_threshold must be >= 0, got ", beam_threshold.value_or(0));
   TORCH_CHECK(!blank_skip_threshold.has_value() || (*blank_skip_threshold > 0 && *blank_skip_threshold <= 1),
               "blank_skip_threshold must be in (0, 1], got ", blank_skip_threshold.value_or(0));
+  TORCH_CHECK(!token_min_logp.has_value() || !std::isnan(*token_min_logp), "token_min_logp must not be NaN");
   TORCH_CHECK(std::isfinite(lm_weight) && lm_weight >= 0, "lm_weight must be finite and >= 0, got ", lm_weight);
   TORCH_CHECK(std::isfinite(insertion_bonus), "insertion_bonus must be finite, got ", insertion_bonus);
 }

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import crnn_fast.ops.ctc_beam_search as _beam_op
 
 from .._checks import check_lengths, check_log_probs
-from ..reference.ctc import LexiconTrie, check_beam_search_options, ctc_greedy_ref
+from ..reference.ctc import LexiconTrie, check_beam_search_options, check_token_min_logp, ctc_greedy_ref
 from .lexicon import encode_lexicon
 from .lm import BoundLM, CharNgramLM
 
@@ -52,6 +52,8 @@ class CTCDecoder:
     top_k: extend prefixes only by the top_k classes of each frame (None: all).
     beam_threshold: drop prefixes scoring more than this below the best (None: no threshold).
     blank_skip_threshold: frames whose blank probability is at least this (in (0, 1]) extend no prefix.
+    token_min_logp: extend prefixes only by classes whose log-prob is at least this, or the frame's best
+        (pyctcdecode's option of that name; its default is -5.0; None: all).
     lexicon: words (an iterable of str, or a pathlib.Path to a file with one word per line).
         lexicon_mode="trie" (default): a hard constraint on the beam search: every output word is in the
         lexicon; when the charset has a space, an output is lexicon words joined by single spaces (words
@@ -70,7 +72,7 @@ class CTCDecoder:
     def __init__(self, charset, blank: int = 0, beam_width: int = 10, top_k: int | None = None,
                  beam_threshold: float | None = None, lexicon=None, lm=None, lm_weight: float = 0.0,
                  insertion_bonus: float = 0.0, nbest: int = 1, blank_skip_threshold: float | None = None,
-                 backend: str = "auto", lexicon_mode: str = "trie") -> None:
+                 backend: str = "auto", lexicon_mode: str = "trie", token_min_logp: float | None = None) -> None:
         from ..data.charset import Charset
 
         if isinstance(charset, str):
@@ -94,6 +96,7 @@ class CTCDecoder:
         (self.beam_width, self.nbest, self.top_k, self.beam_threshold, self.blank_skip_threshold, self.lm_weight,
          self.insertion_bonus) = check_beam_search_options(beam_width, nbest, top_k, beam_threshold,
                                                            blank_skip_threshold, lm_weight, insertion_bonus)
+        self.token_min_logp = check_token_min_logp(token_min_logp)
         if backend not in _beam_op.CTC_BEAM_SEARCH_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, _beam_op.CTC_BEAM_SEARCH_BACKENDS))}, "
                              f"got {backend!r}")
@@ -163,7 +166,7 @@ class CTCDecoder:
         out = _beam_op.ctc_beam_search(
             log_probs, lengths, blank=self.blank, beam_width=self.beam_width, top_k=self.top_k,
             beam_threshold=self.beam_threshold, blank_skip_threshold=self.blank_skip_threshold,
-            lexicon=self._trie, word_separator=self.word_separator,
+            token_min_logp=self.token_min_logp, lexicon=self._trie, word_separator=self.word_separator,
             lm=self._bound_lm if self.uses_lm else None, lm_weight=self.lm_weight if self.uses_lm else 0.0,
             insertion_bonus=self.insertion_bonus, nbest=self.nbest, backend=self.backend)
         return self._from_tensors(out.tokens, out.token_lengths, out.token_frames, out.token_confidences,

@@ -22,6 +22,7 @@ from ..reference.ctc import (
     LexiconTrie,
     check_beam_search_options,
     check_lexicon,
+    check_token_min_logp,
     ctc_beam_search_ref,
     token_confidences_ref,
 )
@@ -58,7 +59,7 @@ if HAS_EXTENSION:
 
     @torch.library.register_fake("crnn_fast::ctc_beam_search")
     def _ctc_beam_search_fake(log_probs, lengths, blank, beam_width, nbest, top_k, beam_threshold,
-                              blank_skip_threshold, trie_offsets, trie_labels, trie_children, trie_is_word,
+                              blank_skip_threshold, token_min_logp, trie_offsets, trie_labels, trie_children, trie_is_word,
                               word_separator, lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map, lm_order,
                               lm_bos,
                               lm_weight, insertion_bonus):
@@ -107,7 +108,7 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
                     top_k: int | None = None, beam_threshold: float | None = None,
                     blank_skip_threshold: float | None = None, lexicon=None, word_separator: int | None = None,
                     lm: BoundLM | None = None, lm_weight: float = 0.0, insertion_bonus: float = 0.0,
-                    nbest: int = 1, backend: str = "auto") -> BeamSearchOutput:
+                    nbest: int = 1, token_min_logp: float | None = None, backend: str = "auto") -> BeamSearchOutput:
     """CTC prefix beam search over a batch, with optional lexicon constraint and character n-gram LM.
 
     log_probs: (B, T, C) log-probabilities (log_softmax output), float16/bfloat16/float32/float64; NaN and
@@ -117,7 +118,8 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
         joins lexicon words (see ctc_beam_search_ref).
     lm: a BoundLM (CharNgramLM.bind(labels)), used when lm_weight > 0.
     The other arguments, and the exact semantics, are those of crnn_fast.reference.ctc.ctc_beam_search_ref,
-    plus blank_skip_threshold in (0, 1]: frames whose blank probability is at least that extend no prefix.
+    plus blank_skip_threshold in (0, 1]: frames whose blank probability is at least that extend no prefix, and
+    token_min_logp: classes whose log-prob is below it (and below the frame's best) extend no prefix.
     backend: "auto" (the compiled kernel of log_probs' device, else the CPU kernel), "cpu", "cuda", "ref".
     """
     check_log_probs_shape(log_probs)
@@ -127,6 +129,7 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
     beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight, insertion_bonus = \
         check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight,
                                   insertion_bonus)
+    token_min_logp = check_token_min_logp(token_min_logp)
     if lm is not None and not isinstance(lm, BoundLM):
         raise TypeError(f"lm must be a BoundLM (CharNgramLM.bind(labels)), got {type(lm).__name__}")
     if lm is not None and len(lm.labels) != C:
@@ -140,7 +143,7 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
         hyps = ctc_beam_search_ref(log_probs, lengths, blank=blank, beam_width=beam_width, top_k=top_k,
                                    beam_threshold=beam_threshold, lexicon=trie, word_separator=word_separator,
                                    lm=lm, lm_weight=lm_weight, insertion_bonus=insertion_bonus, nbest=nbest,
-                                   blank_skip_threshold=blank_skip_threshold)
+                                   blank_skip_threshold=blank_skip_threshold, token_min_logp=token_min_logp)
         return _pack(hyps, log_probs, lengths, nbest)
 
     trie, word_separator = check_lexicon(trie, word_separator, C, blank)
@@ -157,7 +160,7 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
         out = torch.ops.crnn_fast.ctc_beam_search(
             log_probs.to(device), lengths.to(device), blank, beam_width, nbest, top_k,
             None if beam_threshold is None or math.isinf(beam_threshold) else beam_threshold, blank_skip_threshold,
-            *trie_args, word_separator, *lm_args, lm_weight, insertion_bonus)
+            None if token_min_logp == -math.inf else token_min_logp, *trie_args, word_separator, *lm_args, lm_weight, insertion_bonus)
     except RuntimeError as exc:
         # The kernel checks the values as it reads them (a separate scan would cost as much as a search):
         # report non-finite input as the ValueError every other entry point raises.

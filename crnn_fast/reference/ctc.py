@@ -387,6 +387,13 @@ def check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_sk
     return beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight, insertion_bonus
 
 
+def check_token_min_logp(token_min_logp) -> float | None:
+    """None, or the per-frame log-prob floor of extension classes: a number, not NaN (-inf: no floor)."""
+    if token_min_logp is None:
+        return None
+    return _check_real(token_min_logp, "token_min_logp", finite=False)
+
+
 def check_lexicon(lexicon, word_separator, num_classes: int, blank: int):
     """(LexiconTrie or None, word_separator or None), checked against C classes and the blank."""
     C = num_classes
@@ -415,7 +422,8 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
                         beam_width: int = 10, top_k: int | None = None, beam_threshold: float | None = None,
                         lexicon=None, word_separator: int | None = None, lm=None, lm_weight: float = 0.0,
                         insertion_bonus: float = 0.0, nbest: int = 1,
-                        blank_skip_threshold: float | None = None) -> list[list[Hypothesis]]:
+                        blank_skip_threshold: float | None = None,
+                        token_min_logp: float | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search with optional lexicon constraint and token-level LM.
 
     log_probs: (B, T, C) log-probabilities, batch first; computed in float64.
@@ -439,7 +447,10 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
         - the frame is not skipped: with blank_skip_threshold p (0 < p <= 1), a frame whose blank
           log-prob lp[blank] >= log(p) extends no prefix (only blank and stay are scored there),
         - top_k is None, or c is among the top_k non-blank classes of frame t by lp (ties to the lower id);
-          this applies to c == e as well, and
+        - token_min_logp is None, or lp[c] >= min(token_min_logp, max(lp)): classes below the floor are not
+          tried, except the frame's best class (the largest lp, blank included, with all classes tied with
+          it), as pyctcdecode's token_min_logp does;
+          top_k and token_min_logp apply to c == e as well, and
         - the lexicon (if any) allows y + c (below).
     lm(y + c) = lm(y) + lm_weight * lm(y, c) + insertion_bonus, computed when y + c is first created and
     cached for the sequence, so `lm` is called at most once per distinct (context, token). When lm is None
@@ -468,7 +479,7 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
     lm: callable lm(context: tuple[int, ...], token: int) -> float, a log-probability (may be -inf; NaN
     and +inf are errors). lm_weight must be >= 0; insertion_bonus any finite number.
     beam_width, nbest, top_k (when given) must be >= 1; beam_threshold (when given) >= 0;
-    blank_skip_threshold (when given) in (0, 1].
+    blank_skip_threshold (when given) in (0, 1]; token_min_logp (when given) a number, not NaN.
     """
     check_log_probs(log_probs)
     B, T, C = log_probs.shape
@@ -478,6 +489,7 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
         check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight,
                                   insertion_bonus)
     skip_floor = None if blank_skip_threshold is None else math.log(blank_skip_threshold)
+    token_min_logp = check_token_min_logp(token_min_logp)
     if lm is not None and not callable(lm):
         raise TypeError(f"lm must be a callable lm(context, token) -> float, got {type(lm).__name__}")
     trie, word_separator = check_lexicon(lexicon, word_separator, C, blank)
@@ -513,6 +525,9 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
             else:
                 ranked = sorted((c for c in range(C) if c != blank), key=lambda c: (-lp[c], c))
                 candidates = sorted(ranked[:top_k])
+            if token_min_logp is not None and candidates:
+                floor = min(token_min_logp, max(lp))
+                candidates = [c for c in candidates if lp[c] >= floor]
             next_pb: dict[tuple[int, ...], float] = {}
             next_pnb: dict[tuple[int, ...], float] = {}
             for y, pb, pnb in beam:

@@ -14,10 +14,11 @@
 //   * the K-th best score seen so far (a min-heap of K scores) and best - beam_threshold bound what can
 //     survive pruning; a parent walks its extensions by decreasing log-prob and stops when even the best
 //     remaining one (with the LM's upper bound for that context) falls below the bound;
-//   * candidate classes per frame: the best beam_width + 8 sorted (one pass with a small heap), the rest above
-//     the frame's floor in bins of decreasing key (a counting sort, built only when some walk goes past the
-//     first ones); a walk stops at the first bin whose largest key cannot reach the bound (which extensions
-//     are offered does not depend on the order they are tried in);
+//   * candidate classes per frame (all of them, or the frame's top_k / token_min_logp set): the best
+//     beam_width + 8 sorted (one pass with a small heap), the rest above the frame's floor in bins of
+//     decreasing key (a counting sort, built only when some walk goes past the first ones); a walk stops at
+//     the first bin whose largest key cannot reach the bound (which extensions are offered does not depend
+//     on the order they are tried in);
 //   * the O(C) row scans (NaN/+inf check and max, candidates above a threshold, top_k) use AVX2 when the CPU
 //     has it;
 //   * with an LM, the classes the LM has seen after a prefix's last word (a stored bigram) are tried one by
@@ -210,6 +211,9 @@ struct Params {
   double beam_threshold = 0;
   bool use_skip = false;
   double skip_floor = 0;  // log(blank_skip_threshold)
+  bool use_token_floor = false;
+  double token_floor = 0;  // token_min_logp
+  bool limited() const { return use_top_k || use_token_floor; }  // extension classes are a per-frame set
   bool use_lexicon = false;
   TrieView trie;
   int64_t separator = -1;
@@ -348,7 +352,7 @@ struct Workspace {
   std::vector<int32_t> group_stamp;
   std::vector<int32_t> kid_head, kid_next, sel;
   std::vector<int32_t> slot_of, slot_stamp;
-  std::vector<int32_t> cand, topk, topk_stamp, scratch;
+  std::vector<int32_t> cand, allowed, allowed_stamp, scratch;
   int64_t n_sorted = 0;
   bool cand_ready = false, bins_ready = false;
   std::vector<int32_t> rest, bin_of, bin_start, bin_fill, binned;  // candidates past the sorted ones, in bins
@@ -569,22 +573,51 @@ class SequenceDecoder {
     return x > y || (x == y && a < b);
   }
 
-  bool in_top_k(int64_t c) const { return !P.use_top_k || W.topk_stamp[c] == W.stamp; }
+  // Whether class c may extend a prefix this frame (top_k, token_min_logp; see select_allowed).
+  bool is_allowed(int64_t c) const { return !P.limited() || W.allowed_stamp[c] == W.stamp; }
 
   // Class order: log-prob descending, ties by class id.
   static auto by_logprob(const scalar_t* row) {
     return [row](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
   }
 
+  // The frame's extension classes, best first (by_logprob), in W.allowed and stamped: the top_k non-blank
+  // classes, those with log-prob >= min(token_min_logp, the row's max, blank included), or both. Classes at
+  // -inf are left out: every candidate they make scores -inf and is dropped, so no result changes, and a
+  // row that is mostly -inf (a masked vocabulary) costs no more than a normal one.
+  void select_allowed(const scalar_t* row, double lp_blank) {
+    W.allowed.clear();
+    const auto cmp = by_logprob(row);
+    double floor = kNegInf;
+    if (P.use_token_floor) floor = std::min(P.token_floor, std::max(max_lp_, lp_blank));
+    if (P.use_top_k) {
+      select_top_k(row);
+    } else if (max_lp_ != kNegInf) {
+      const int64_t n = collect_at_least(row, row_threshold<scalar_t>(floor));
+      for (int64_t i = 0; i < n; ++i) {
+        if (W.scratch[i] != P.blank) W.allowed.push_back(W.scratch[i]);
+      }
+    }
+    // Best first: a prefix's extensions are tried in this order, and the bound rises fastest this way.
+    std::sort(W.allowed.begin(), W.allowed.end(), cmp);
+    while (!W.allowed.empty()) {
+      const double v = static_cast<double>(row[W.allowed.back()]);
+      if (v != kNegInf && v >= floor) break;
+      W.allowed.pop_back();
+    }
+    for (int32_t c : W.allowed) W.allowed_stamp[c] = W.stamp;
+  }
+
+  // The top_k non-blank classes (ties to the lower id) into W.allowed, unordered; maybe fewer when the rest
+  // are -inf.
   void select_top_k(const scalar_t* row) {
-    W.topk.clear();
     const auto cmp = by_logprob(row);  // top_k ranks by log-prob alone
     if (P.top_k > 64 || P.C < 256) {
       for (int32_t c = 0; c < P.C; ++c) {
-        if (c != P.blank) W.topk.push_back(c);
+        if (c != P.blank) W.allowed.push_back(c);
       }
-      std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
-      W.topk.resize(P.top_k);
+      std::nth_element(W.allowed.begin(), W.allowed.begin() + (P.top_k - 1), W.allowed.end(), cmp);
+      W.allowed.resize(P.top_k);
     } else {
       // The top_k-th largest chunk max is at most the top_k-th largest log-prob (top_k distinct chunks each
       // hold a class that high; the blank's chunk max leaves the blank out), so the classes at or above it
@@ -604,18 +637,18 @@ class SequenceDecoder {
           thr = best[k - 1];
         }
       }
+      // Not below the lowest finite value: -inf classes are never allowed (see select_allowed), and a row of
+      // few finite values would otherwise collect all of its C classes.
+      thr = std::max(thr, std::numeric_limits<scalar_t>::lowest());
       const int64_t n = collect_at_least(row, thr);
       for (int64_t i = 0; i < n; ++i) {
-        if (W.scratch[i] != P.blank) W.topk.push_back(W.scratch[i]);
+        if (W.scratch[i] != P.blank) W.allowed.push_back(W.scratch[i]);
       }
-      if (static_cast<int64_t>(W.topk.size()) > P.top_k) {
-        std::nth_element(W.topk.begin(), W.topk.begin() + (P.top_k - 1), W.topk.end(), cmp);
-        W.topk.resize(P.top_k);
+      if (static_cast<int64_t>(W.allowed.size()) > P.top_k) {
+        std::nth_element(W.allowed.begin(), W.allowed.begin() + (P.top_k - 1), W.allowed.end(), cmp);
+        W.allowed.resize(P.top_k);
       }
     }
-    // Best first: a prefix's extensions are tried in this order, and the bound rises fastest this way.
-    std::sort(W.topk.begin(), W.topk.end(), cmp);
-    for (int32_t c : W.topk) W.topk_stamp[c] = W.stamp;
   }
 
   // The classes a prefix may be extended by whose walk key is >= floor (nothing below can survive), in two
@@ -631,13 +664,13 @@ class SequenceDecoder {
     if (P.use_lm) {
       if (static_cast<int64_t>(W.key.size()) < P.C) W.key.resize(P.C);
       const double scale = P.lm_weight * ctc::kLn10;
-      if (P.use_top_k) {  // only the top_k classes are walked
-        for (const int32_t c : W.topk) W.key[c] = static_cast<double>(row[c]) + scale * P.lm_unigram[c];
+      if (P.limited()) {  // only the allowed classes are walked
+        for (const int32_t c : W.allowed) W.key[c] = static_cast<double>(row[c]) + scale * P.lm_unigram[c];
       } else {
         for (int64_t c = 0; c < P.C; ++c) W.key[c] = static_cast<double>(row[c]) + scale * P.lm_unigram[c];
       }
     }
-    const int64_t n_src = P.use_top_k ? static_cast<int64_t>(W.topk.size()) : P.C - 1;
+    const int64_t n_src = P.limited() ? static_cast<int64_t>(W.allowed.size()) : P.C - 1;
     const int64_t m = P.beam_width + 8;
     W.cand.clear();
     W.n_sorted = 0;
@@ -661,8 +694,8 @@ class SequenceDecoder {
       }
       if (static_cast<int64_t>(h.size()) == m) cut = std::max(cut, walk_key(row, h.front()));
     };
-    if (P.use_top_k) {
-      for (int32_t c : W.topk) {
+    if (P.limited()) {
+      for (int32_t c : W.allowed) {
         if (walk_key(row, c) >= cut) offer_class(c);
       }
     } else if (P.use_lm) {
@@ -703,8 +736,8 @@ class SequenceDecoder {
         if (k != kNegInf) kmin = std::min(kmin, k);
       }
     };
-    if (P.use_top_k) {
-      for (int32_t c : W.topk) take(c, walk_key(row, c));
+    if (P.limited()) {
+      for (int32_t c : W.allowed) take(c, walk_key(row, c));
     } else if (P.use_lm) {
       for (int32_t c = 0; c < P.C; ++c) {
         if (c != P.blank) take(c, W.key[c]);
@@ -796,16 +829,16 @@ class SequenceDecoder {
     const int32_t n = static_cast<int32_t>(W.beam.size());
     if (++W.stamp == std::numeric_limits<int32_t>::max()) {
       std::fill(W.slot_stamp.begin(), W.slot_stamp.end(), 0);
-      std::fill(W.topk_stamp.begin(), W.topk_stamp.end(), 0);
+      std::fill(W.allowed_stamp.begin(), W.allowed_stamp.end(), 0);
       W.stamp = 1;
     }
     if (W.slot_stamp.size() < W.parent.size()) {
       W.slot_stamp.resize(W.parent.size() * 2, 0);
       W.slot_of.resize(W.parent.size() * 2, -1);
     }
-    if (static_cast<int64_t>(W.topk_stamp.size()) < P.C) W.topk_stamp.assign(P.C, 0);
+    if (static_cast<int64_t>(W.allowed_stamp.size()) < P.C) W.allowed_stamp.assign(P.C, 0);
     W.cand_ready = false;
-    if (!skip && P.use_top_k) select_top_k(row);
+    if (!skip && P.limited()) select_allowed(row, lp_blank);
     W.pool.clear();
     W.heap.clear();
     W.lm_answers.assign(1, LMAnswer{0, 0});  // kUnigramAnswer
@@ -840,7 +873,7 @@ class SequenceDecoder {
         W.kid_next[i] = W.kid_head[j];
         W.kid_head[j] = i;
         const int32_t e = W.token[z];
-        if (!in_top_k(e)) continue;
+        if (!is_allowed(e)) continue;
         const double ext = (e == W.token[y] ? W.beam[j].pb : W.totals[j]) + static_cast<double>(row[e]);
         W.pool[i].pnb = log_add(W.pool[i].pnb, ext);
       }
@@ -915,18 +948,18 @@ class SequenceDecoder {
       const int64_t tn = W.trie[y];
       for (int64_t k = P.trie.offsets[tn]; k < P.trie.offsets[tn + 1]; ++k) {
         const int64_t c = P.trie.labels[k];
-        if (!in_top_k(c)) continue;
+        if (!is_allowed(c)) continue;
         try_extend(row, j, c, P.trie.children[k], final_filter);
       }
-      if (P.separator >= 0 && tn != 0 && P.trie.is_word[tn] && in_top_k(P.separator)) {
+      if (P.separator >= 0 && tn != 0 && P.trie.is_word[tn] && is_allowed(P.separator)) {
         try_extend(row, j, P.separator, 0, final_filter);
       }
       return;
     }
-    if (P.use_top_k && P.top_k <= kDirectTopK) {
+    if (P.limited() && static_cast<int64_t>(W.allowed.size()) <= kDirectTopK) {
       // A few classes per frame, best first: each tried directly (with an LM, its exact lookup), without the
       // candidate bins or successor lists (building one costs a lookup per LM word, for every new context word).
-      for (const int32_t c : W.topk) {
+      for (const int32_t c : W.allowed) {
         if (head + static_cast<double>(row[c]) < loose_bound()) break;  // the rest have lower log-probs
         int64_t ctrie = 0;
         if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
@@ -946,7 +979,7 @@ class SequenceDecoder {
       const Workspace::Successors& known = successors(W.ctx[static_cast<size_t>(y) * ctx_cap()]);
       for (const int32_t c : known.classes) {
         W.seen_stamp[P.lm_token_map[c]] = W.seen_id;
-        if (!in_top_k(c) || head + static_cast<double>(row[c]) < loose_bound()) continue;
+        if (!is_allowed(c) || head + static_cast<double>(row[c]) < loose_bound()) continue;
         int64_t ctrie = 0;
         if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
         try_extend(row, j, c, ctrie, final_filter);
@@ -961,7 +994,7 @@ class SequenceDecoder {
         const double head_g = W.totals[j] + (W.lm[y] + (P.lm_weight * lmv + P.bonus));
         for (const int32_t c : g) {
           if (head_g + static_cast<double>(row[c]) < loose_bound()) break;
-          if (!in_top_k(c)) continue;
+          if (!is_allowed(c)) continue;
           int64_t ctrie = 0;
           if (P.use_lexicon && !lexicon_child(y, c, &ctrie)) continue;
           try_extend(row, j, c, ctrie, final_filter, false, &lmv, answer);
@@ -1144,6 +1177,7 @@ class SequenceDecoder {
 BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank,
                                int64_t beam_width, int64_t nbest, std::optional<int64_t> top_k,
                                std::optional<double> beam_threshold, std::optional<double> blank_skip_threshold,
+                               std::optional<double> token_min_logp,
                                const std::optional<at::Tensor>& trie_offsets_in,
                                const std::optional<at::Tensor>& trie_labels_in,
                                const std::optional<at::Tensor>& trie_children_in,
@@ -1155,7 +1189,7 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
                                const std::optional<at::Tensor>& lm_token_map_in, int64_t lm_order, int64_t lm_bos,
                                double lm_weight, double insertion_bonus) {
   beam_checks::check_inputs_and_options(log_probs_in, lengths_in, blank, beam_width, nbest, top_k, beam_threshold,
-                                        blank_skip_threshold, lm_weight, insertion_bonus);
+                                        blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus);
   TORCH_CHECK(beam_width <= (1LL << 24), "beam_width must be <= 2^24, got ", beam_width);
   const at::Device cpu = log_probs_in.device();
   const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
@@ -1190,6 +1224,10 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
   if (blank_skip_threshold.has_value()) {
     P.use_skip = true;
     P.skip_floor = std::log(*blank_skip_threshold);
+  }
+  if (token_min_logp.has_value() && *token_min_logp != kNegInf) {
+    P.use_token_floor = true;
+    P.token_floor = *token_min_logp;
   }
 
   // Lexicon trie.

@@ -93,6 +93,7 @@ CheckedCache& lm_cache() {
 BeamResult ctc_beam_search_cuda(const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank,
                                 int64_t beam_width, int64_t nbest, std::optional<int64_t> top_k,
                                 std::optional<double> beam_threshold, std::optional<double> blank_skip_threshold,
+                                std::optional<double> token_min_logp,
                                 const std::optional<at::Tensor>& trie_offsets_in,
                                 const std::optional<at::Tensor>& trie_labels_in,
                                 const std::optional<at::Tensor>& trie_children_in,
@@ -104,7 +105,7 @@ BeamResult ctc_beam_search_cuda(const at::Tensor& log_probs_in, const at::Tensor
                                 const std::optional<at::Tensor>& lm_token_map_in, int64_t lm_order, int64_t lm_bos,
                                 double lm_weight, double insertion_bonus) {
   beam_checks::check_inputs_and_options(log_probs_in, lengths_in, blank, beam_width, nbest, top_k, beam_threshold,
-                                        blank_skip_threshold, lm_weight, insertion_bonus);
+                                        blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus);
   const at::Device dev = log_probs_in.device();
   const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
   TORCH_CHECK(beam_width <= kCtcBeamCudaMaxBeam, "beam_width must be <= ", kCtcBeamCudaMaxBeam,
@@ -142,6 +143,10 @@ BeamResult ctc_beam_search_cuda(const at::Tensor& log_probs_in, const at::Tensor
   if (blank_skip_threshold.has_value()) {
     P.use_skip = true;
     P.skip_floor = std::log(*blank_skip_threshold);
+  }
+  if (token_min_logp.has_value() && !(std::isinf(*token_min_logp) && *token_min_logp < 0)) {
+    P.use_token_floor = true;
+    P.token_floor = *token_min_logp;
   }
 
   // Lexicon trie: the CPU op's checks, on a host copy.

@@ -8,9 +8,10 @@
 // Per frame, in the block:
 //   1. scan the row (NaN/+inf check, best non-blank log-prob, blank log-prob): skip the extension step when
 //      blank-dominated;
-//   2. select, by a block radix select over the key (log-prob desc, class asc), the top_k set (when top_k is
-//      given) and the G head classes (the top min(K + 8, ...) allowed classes); with a small top_k the head
-//      is the top_k set and nothing else is ever looked at;
+//   2. select, by a block radix select over the key (log-prob desc, class asc), the allowed classes (the
+//      top_k set and/or those at or above min(token_min_logp, the row's max), when given) and the G head
+//      classes (the top min(K + 8, ...) allowed classes); with few allowed classes the head is all of them
+//      and nothing else is ever looked at;
 //   3. the prefixes of the beam: blank and stay, plus the extension of their parent when it is in the beam
 //      (found by prefix identity, below) — exact, into the candidate buffer;
 //   4. new prefixes y + c: first for every beam slot × head class, then, only if the bound still lets one
@@ -79,7 +80,7 @@ struct Shared {
 };
 
 struct Scalars {
-  int count, n, node_next, gcount, done, bad;
+  int count, n, node_next, gcount, done, bad, allowed;
   int need;
   double bound, best, max_lp, lp_blank, max_head, max_nonhead;
   Key thr_k, thr_g, prefix;
@@ -123,8 +124,9 @@ struct Ctx {
 
   __device__ double lpc(int64_t c) const { return static_cast<double>(row[c]); }
 
+  // Whether class c is allowed to extend a prefix this frame (top_k, token_min_logp: key >= S.thr_k).
   __device__ bool in_topk(int c) const {
-    return !P.use_top_k || key_ge(class_key(lpc(c), c), S.thr_k);
+    return !(P.use_top_k || P.use_token_floor) || key_ge(class_key(lpc(c), c), S.thr_k);
   }
 
   // ---- block radix select: the key of the `m`-th best eligible class (eligible: not blank, and in the
@@ -535,27 +537,51 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
     const int cur = X.cur;
     // 1. row scan
     bool bad = false;
-    for (int64_t c = tid; c < P.C; c += kThreads) bad |= !(X.lpc(c) < HUGE_VAL);  // NaN and +inf fail
+    double row_max = kNegInf;
+    for (int64_t c = tid; c < P.C; c += kThreads) {
+      const double v = X.lpc(c);
+      bad |= !(v < HUGE_VAL);  // NaN and +inf fail
+      row_max = fmax(row_max, v);
+    }
     if (__syncthreads_or(bad)) {
       if (tid == 0) P.status[b] = 1;
       return;
     }
+    if (P.use_token_floor) row_max = block_max(row_max, S);
     const int n = S.n;
     if (n == 0) break;
     const double lp_blank = X.lpc(P.blank);
     const bool skip = P.use_skip && lp_blank >= P.skip_floor;
     const bool final_filter = t == len - 1 && P.use_lexicon;
-    const int64_t n_allowed = P.use_top_k ? P.top_k : P.C - 1;
+    const bool limited = P.use_top_k || P.use_token_floor;
+    int64_t n_allowed = P.use_top_k ? P.top_k : P.C - 1;
     int gcount = 0;
     if (!skip && n_allowed > 0) {
-      // 2. top_k set and head classes
-      if (P.use_top_k) {
-        const Key k = X.select(static_cast<int>(P.top_k), false);
-        if (tid == 0) S.thr_k = k;
+      // 2. allowed classes (key >= S.thr_k) and head classes
+      if (limited) {
+        Key thr{0, 0};  // below every class's key
+        if (P.use_top_k) thr = X.select(static_cast<int>(P.top_k), false);
+        if (P.use_token_floor) {
+          const Key floor_key{value_key(fmin(P.token_floor, row_max)), 0};  // every class at or above it
+          if (!key_ge(thr, floor_key)) thr = floor_key;
+        }
+        if (tid == 0) {
+          S.thr_k = thr;
+          S.allowed = 0;
+        }
         __syncthreads();
+        if (P.use_token_floor) {  // how many are allowed: maybe fewer than top_k
+          int mine = 0;
+          for (int c = tid; c < P.C; c += kThreads) mine += c != P.blank && X.in_topk(c);
+          atomicAdd(&S.allowed, mine);
+          __syncthreads();
+          if (S.allowed < n_allowed) n_allowed = S.allowed;
+        }
       }
       gcount = static_cast<int>((gcap < n_allowed ? gcap : n_allowed));
-      const Key kg = (P.use_top_k && P.top_k <= gcount) ? S.thr_k : X.select(gcount, P.use_top_k);
+    }
+    if (gcount > 0) {
+      const Key kg = (limited && n_allowed <= gcount) ? S.thr_k : X.select(gcount, limited);
       if (tid == 0) {
         S.thr_g = kg;
         S.gcount = 0;
@@ -566,7 +592,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
         if (c == P.blank) continue;
         const double v = X.lpc(c);
         const Key kc = class_key(v, c);
-        if (P.use_top_k && !key_ge(kc, S.thr_k)) continue;
+        if (limited && !key_ge(kc, S.thr_k)) continue;
         if (key_ge(kc, kg)) sh.g[atomicAdd(&S.gcount, 1)] = c;
         else mx = fmax(mx, v);
       }
@@ -642,7 +668,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
           const int c = static_cast<int>(q);
           if (c == P.blank) return -1;
           const Key kc = class_key(X.lpc(c), c);
-          if (key_ge(kc, kg) || (P.use_top_k && !key_ge(kc, kk))) return -1;
+          if (key_ge(kc, kg) || (limited && !key_ge(kc, kk))) return -1;
           return c;
         }, final_filter);
       }

@@ -21,6 +21,7 @@ struct CtcBeamSearchParams {
   bool use_top_k;  int64_t top_k;            // top_k < C - 1
   bool use_threshold;  double beam_threshold;
   bool use_skip;  double skip_floor;         // log(blank_skip_threshold)
+  bool use_token_floor;  double token_floor;  // token_min_logp (> -inf)
   // lexicon trie (use_lexicon): crnn_fast/decoding/lexicon.py layout
   bool use_lexicon;
   const int64_t* trie_offsets;   // (S + 1,)

@@ -78,13 +78,14 @@ def test_greedy_is_best_path(backend):
 
 
 @needs_extension
-@pytest.mark.parametrize("charset,blank", [(ALNUM, 0), (ASCII, 0), (ALNUM, 36), (ALNUM, 5)])
-def test_beam_matches_reference(charset, blank):
+@pytest.mark.parametrize("charset,blank,floor", [(ALNUM, 0, None), (ASCII, 0, None), (ALNUM, 36, None),
+                                                 (ALNUM, 5, None), (ASCII, 0, -5.0), (ALNUM, 36, -3.0)])
+def test_beam_matches_reference(charset, blank, floor):
     C = charset.num_classes
     lp = log_probs_for(4, 26, C, seed=C + blank, scale=2.0)
     lengths = torch.tensor([26, 25, 3, 0])
     kwargs = dict(beam_width=8, nbest=3, top_k=None if C < 50 else 12, beam_threshold=20.0,
-                  blank_skip_threshold=0.97)
+                  blank_skip_threshold=0.97, token_min_logp=floor)
     fast = CTCDecoder(charset, blank=blank, backend="cpu", **kwargs).decode(lp, lengths)
     slow = CTCDecoder(charset, blank=blank, backend="ref", **kwargs).decode(lp, lengths)
     labels = list(charset.characters)
@@ -325,6 +326,8 @@ CONSTRUCTOR_BAD = [
     (dict(top_k=0), ValueError, "top_k"),
     (dict(beam_threshold=-1.0), ValueError, "beam_threshold"),
     (dict(blank_skip_threshold=0.0), ValueError, "blank_skip_threshold"),
+    (dict(token_min_logp=math.nan), ValueError, "token_min_logp"),
+    (dict(token_min_logp="-5"), TypeError, "token_min_logp"),
     (dict(lm_weight=-0.5), ValueError, "lm_weight"),
     (dict(insertion_bonus=math.inf), ValueError, "insertion_bonus"),
     (dict(backend="gpu"), ValueError, "backend"),

@@ -7,7 +7,7 @@
 extern "C" int emu_ctc_beam_search(
     const void* log_probs, int is_double, const int64_t* lengths, int64_t B, int64_t T, int64_t C, int64_t blank,
     int64_t beam_width, int64_t nbest, int use_top_k, int64_t top_k, int use_threshold, double beam_threshold,
-    int use_skip, double skip_floor, int use_lexicon, const int64_t* trie_offsets, const int64_t* trie_labels,
+    int use_skip, double skip_floor, int use_token_floor, double token_floor, int use_lexicon, const int64_t* trie_offsets, const int64_t* trie_labels,
     const int64_t* trie_children, const bool* trie_is_word, int64_t separator, int use_lm, const uint64_t* lm_keys,
     const double* lm_values, double lm_max_unigram, const int64_t* lm_buckets, int lm_shift, const uint64_t* lm_filter, int64_t lm_filter_words, const int64_t* lm_token_map, int lm_order,
     int64_t lm_bos, double lm_weight, double bonus, int64_t* tokens, int64_t* out_lengths, int64_t* frames,
@@ -18,6 +18,7 @@ extern "C" int emu_ctc_beam_search(
   p.B = B; p.T = T; p.C = C; p.blank = blank; p.beam_width = beam_width; p.nbest = nbest;
   p.use_top_k = use_top_k; p.top_k = top_k; p.use_threshold = use_threshold; p.beam_threshold = beam_threshold;
   p.use_skip = use_skip; p.skip_floor = skip_floor;
+  p.use_token_floor = use_token_floor; p.token_floor = token_floor;
   p.use_lexicon = use_lexicon; p.trie_offsets = trie_offsets; p.trie_labels = trie_labels;
   p.trie_children = trie_children; p.trie_is_word = trie_is_word; p.separator = separator;
   p.use_lm = use_lm; p.lm_keys = lm_keys; p.lm_values = lm_values; p.lm_max_unigram = lm_max_unigram; p.lm_buckets = lm_buckets; p.lm_shift = lm_shift;

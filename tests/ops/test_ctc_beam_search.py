@@ -156,9 +156,53 @@ def test_dtypes(dtype):
 def test_pruning_options(seed):
     lp = random_log_probs(3, 20, 9, seed=seed)
     lengths = random_lengths(3, 20, seed=seed)
-    for top_k, threshold, skip in itertools.product([None, 1, 3], [None, 0.0, 2.5, math.inf], [None, 0.3, 1.0]):
+    for top_k, threshold, skip, floor in itertools.product([None, 1, 3], [None, 0.0, 2.5, math.inf], [None, 0.3, 1.0],
+                                                           [None, -1.5, -math.inf, math.inf]):
         run_both(lp, lengths, beam_width=5, top_k=top_k, beam_threshold=threshold, blank_skip_threshold=skip,
-                 nbest=5)
+                 token_min_logp=floor, nbest=5)
+
+
+# token_min_logp (pyctcdecode's pruning) on wide rows: few classes per frame (each tried directly) or many (the
+# candidate heap and bins), with and without top_k, lexicon and LM; C 6,001 as for Chinese. The whole beam is
+# compared (nbest=K): in every case it differs from the search without the floor.
+FLOOR_CASES = [
+    # C, T, K, top_k, floor, mode
+    (96, 4, 16, None, -2.0, "plain"),
+    (96, 26, 16, None, -9.0, "lm"),
+    (700, 4, 12, 3, -2.0, "plain"),
+    (700, 2, 64, None, -4.5, "lm"),
+    (700, 3, 48, 40, -5.5, "plain"),
+    (700, 3, 48, 40, -4.5, "both"),
+    (6001, 26, 16, None, -2.5, "lm"),
+    (6001, 2, 64, None, -5.5, "plain"),
+    (6001, 3, 64, None, -5.5, "lm"),
+    (6001, 26, 64, 8, -2.5, "both"),
+]
+
+
+@pytest.mark.parametrize("C,T,K,top_k,floor,mode", FLOOR_CASES)
+def test_token_min_logp_matches_reference(C, T, K, top_k, floor, mode):
+    lp = random_log_probs(2, T, C, seed=C + T + K, scale=4.0)
+    lengths = torch.tensor([T, max(1, T - 7)])
+    kwargs = lexicon_lm_args(C, mode, seed=K) if mode != "plain" else {}
+    run_both(lp, lengths, beam_width=K, top_k=top_k, token_min_logp=floor, beam_threshold=12.0, nbest=K,
+             **kwargs)
+
+
+def test_mostly_impossible_rows_match_reference():
+    # A masked vocabulary: each frame allows 3 of 3,000 classes, the rest are -inf. -inf classes never
+    # extend a prefix (every candidate they make is -inf), so top_k and the floor may leave them out.
+    C, T = 3000, 12
+    g = torch.Generator().manual_seed(0)
+    logits = torch.full((2, T, C), NEG_INF)
+    for b in range(2):
+        for t in range(T):
+            allowed = torch.randperm(C - 1, generator=g)[:2] + 1
+            logits[b, t, allowed] = torch.randn(2, generator=g)
+            logits[b, t, 0] = torch.randn((), generator=g)
+    lp = logits.log_softmax(-1)
+    for top_k, floor in ((8, None), (None, -5.0), (4, -1.0), (None, None)):
+        run_both(lp, None, beam_width=6, top_k=top_k, token_min_logp=floor, nbest=3)
 
 
 def unk_heavy_lm(C, seed, known=40, order=3):
@@ -381,7 +425,9 @@ def fuzz_cases(draw):
     kwargs = dict(blank=blank, beam_width=draw(st.integers(1, 9)), nbest=draw(st.integers(1, 5)),
                   top_k=draw(st.one_of(st.none(), st.integers(1, 8))),
                   beam_threshold=draw(st.one_of(st.none(), st.floats(0.0, 10.0))),
-                  blank_skip_threshold=draw(st.one_of(st.none(), st.floats(0.01, 1.0))))
+                  blank_skip_threshold=draw(st.one_of(st.none(), st.floats(0.01, 1.0))),
+                  token_min_logp=draw(st.one_of(st.none(), st.sampled_from([NEG_INF, math.inf]),
+                                                st.floats(-40.0, 1.0))))
     others = [c for c in range(C) if c != blank]
     if others and draw(st.booleans()):
         sep = draw(st.one_of(st.none(), st.sampled_from(others))) if len(others) > 1 else None
@@ -423,7 +469,7 @@ def op_args(lp, lengths, *, beam_width=4, nbest=2, trie=None, sep=None, lm=None,
     trie_args = tuple(trie) if trie is not None else (None,) * 4
     lm_args = (lm.keys, lm.values, lm.buckets, lm.filter, lm.token_map, lm.order, lm.bos) if lm is not None \
         else (None, None, None, None, None, 1, -1)
-    return (lp, lengths, 0, beam_width, nbest, None, None, None, *trie_args, sep, *lm_args, lm_weight, 0.0)
+    return (lp, lengths, 0, beam_width, nbest, None, None, None, None, *trie_args, sep, *lm_args, lm_weight, 0.0)
 
 
 def test_opcheck():
@@ -475,15 +521,16 @@ def test_bare_op_checks_its_arguments():
         (with_(base, 5, 0), "top_k"),
         (with_(base, 6, -1.0), "beam_threshold"),
         (with_(base, 7, 0.0), "blank_skip_threshold"),
+        (with_(base, 8, math.nan), "token_min_logp"),
         (op_args(lp, lengths, trie=bad_trie), "trie_labels"),
         (op_args(lp, lengths, trie=(trie.offsets[:-1],) + tuple(trie)[1:]), "trie_offsets"),
         (op_args(lp, lengths, sep=3), "word_separator"),
         (op_args(lp, lengths, trie=trie, sep=3), "word_separator"),
-        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 17, lm.token_map[:2]), "lm_token_map"),
-        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 15, lm.buckets[:-1]), "lm_buckets"),
-        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 16, lm.filter[:3]), "lm_filter"),
-        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 18, 0), "lm_order"),
-        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 14, lm.values.abs()), "lm_values"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 18, lm.token_map[:2]), "lm_token_map"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 16, lm.buckets[:-1]), "lm_buckets"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 17, lm.filter[:3]), "lm_filter"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 19, 0), "lm_order"),
+        (with_(op_args(lp, lengths, lm=lm, lm_weight=1.0), 15, lm.values.abs()), "lm_values"),
         (op_args(lp, lengths, lm=lm, lm_weight=-1.0), "lm_weight"),
     ]
     for args, name in cases:

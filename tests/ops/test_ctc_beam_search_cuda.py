@@ -100,6 +100,7 @@ def op_args(
     top_k=None,
     beam_threshold=None,
     blank_skip_threshold=None,
+    token_min_logp=None,
     lexicon=None,
     word_separator=None,
     lm=None,
@@ -123,6 +124,7 @@ def op_args(
         top_k,
         beam_threshold,
         blank_skip_threshold,
+        token_min_logp,
         *trie,
         word_separator,
         *lm_args,
@@ -164,6 +166,7 @@ def emu_op(
     top_k,
     beam_threshold,
     blank_skip_threshold,
+    token_min_logp,
     trie_offsets,
     trie_labels,
     trie_children,
@@ -187,6 +190,7 @@ def emu_op(
     lengths = lengths.contiguous()
     use_top_k = top_k is not None and top_k < C - 1
     use_thr = beam_threshold is not None and math.isfinite(beam_threshold)
+    use_floor = token_min_logp is not None and token_min_logp != -math.inf
     use_lm = lm_keys is not None and lm_weight != 0.0
     max_unigram = 0.0
     shift = 63
@@ -225,6 +229,8 @@ def emu_op(
         c.c_double(beam_threshold if use_thr else 0.0),
         c.c_int(blank_skip_threshold is not None),
         c.c_double(math.log(blank_skip_threshold) if blank_skip_threshold is not None else 0.0),
+        c.c_int(use_floor),
+        c.c_double(token_min_logp if use_floor else 0.0),
         c.c_int(trie_offsets is not None),
         _ptr(trie_offsets),
         _ptr(trie_labels),
@@ -295,6 +301,7 @@ def test_fake_impl_on_meta_tensors():
         None,
         None,
         None,
+        None,
         1,
         -1,
         0.0,
@@ -340,6 +347,9 @@ def test_emulated_kernel_matches_cpu_op(C, T, K, top_k, B, mode):
         dict(beam_threshold=3.0),
         dict(blank_skip_threshold=0.5),
         dict(beam_threshold=0.0),
+        dict(token_min_logp=-3.0),
+        dict(token_min_logp=-2.0, top_k=5),
+        dict(token_min_logp=math.inf),
         dict(nbest=20),
         dict(dtype=torch.float64),
         dict(ties=True),
@@ -356,6 +366,27 @@ def test_emulated_kernel_options(opts):
     lengths = random_lengths(B, T, seed=3)
     nbest = opts.pop("nbest", 4)
     args = op_args(lp, lengths, beam_width=K, nbest=nbest, **opts)
+    assert_same_nbest(emu_op(*args), torch.ops.crnn_fast.ctc_beam_search(*args))
+
+
+# token_min_logp on wide rows: the allowed classes are counted, and may be fewer than the head (K + 8) or top_k
+# (the cases that compare the whole beam, nbest=K, differ from the search without the floor), or more than the
+# head (C 600 K 16: 32-34 allowed, the radix select over the allowed classes).
+EMU_FLOOR_CASES = [
+    # C, T, K, top_k, floor, mode
+    (600, 2, 32, None, -4.0, "plain"),
+    (600, 3, 16, None, -5.0, "plain"),
+    (600, 3, 8, 7, -4.0, "both"),
+    (6001, 3, 8, None, -5.0, "lm"),
+]
+
+
+@pytest.mark.parametrize("C,T,K,top_k,floor,mode", EMU_FLOOR_CASES)
+def test_emulated_kernel_token_min_logp(C, T, K, top_k, floor, mode):
+    kwargs = case_args(C, mode, seed=C + K, K=K)
+    lp = random_log_probs(1, T, C, seed=C + T + K)
+    lengths = torch.tensor([T])
+    args = op_args(lp, lengths, beam_width=K, nbest=K, top_k=top_k, token_min_logp=floor, **kwargs)
     assert_same_nbest(emu_op(*args), torch.ops.crnn_fast.ctc_beam_search(*args))
 
 
@@ -443,6 +474,8 @@ def test_cuda_matches_reference(C, T, K, top_k, mode):
         dict(beam_threshold=3.0),
         dict(blank_skip_threshold=0.5),
         dict(top_k=3),
+        dict(token_min_logp=-4.0),
+        dict(token_min_logp=-3.0, top_k=6),
         dict(nbest=40),
         dict(dtype=torch.float64),
         dict(dtype=torch.float16),

@@ -612,6 +612,38 @@ def test_blank_skip_threshold_rejected(value, exc):
         ctc_beam_search_ref(LP, blank_skip_threshold=value)
 
 
+def test_token_min_logp():
+    p = [[0.6, 0.2, 0.2], [0.05, 0.3, 0.65], [0.6, 0.1, 0.3]]
+    lp = probs_to_lp(p)
+    # log(0.25): classes 1 and 2 are below the floor on frame 0, class 1 on frame 2; frame 1's classes pass.
+    floored = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, token_min_logp=math.log(0.25))[0]
+    table = {h.tokens: (math.exp(h.score), h.frames) for h in floored}
+    for tokens, (_, frames) in table.items():
+        assert all(not (f == 0 and t in (1, 2)) and not (f == 2 and t == 1) for t, f in zip(tokens, frames))
+    # (1,) is emitted on frame 1 only; its stay on frame 2 (class 1 below the floor there) still counts: the floor
+    # limits extensions, not the blank and stay of a prefix.
+    want = p[0][0] * p[1][1] * p[2][0] + p[0][0] * p[1][1] * p[2][1]
+    assert abs(table[(1,)][0] - want) < 1e-12 and table[(1,)][1] == (1,)
+    # The frame's best class always extends, even above a floor nothing reaches: here that is class 2 on
+    # frame 1 (frames 0 and 2 are blank-dominated: nothing extends there).
+    best_only = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, token_min_logp=math.inf)[0]
+    assert {h.tokens for h in best_only} == {(), (2,)}
+    assert {h.frames for h in best_only} == {(), (1,)}
+    # -inf is no floor; a floor below every log-prob changes nothing.
+    plain = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE)
+    assert ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, token_min_logp=-math.inf) == plain
+    assert ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, token_min_logp=-10.0) == plain
+
+
+@pytest.mark.parametrize("value,exc", [(math.nan, ValueError), ("-5", TypeError), (None, None)])
+def test_token_min_logp_rejected(value, exc):
+    if exc is None:
+        ctc_beam_search_ref(LP, token_min_logp=value)
+        return
+    with pytest.raises(exc, match=r"^token_min_logp\b"):
+        ctc_beam_search_ref(LP, token_min_logp=value)
+
+
 def test_token_confidences_ref():
     lp = probs_to_lp([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5], [0.3, 0.1, 0.6]])[0]
     conf = token_confidences_ref(lp, (1, 2), (0, 2))
