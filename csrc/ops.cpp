@@ -29,9 +29,10 @@ TORCH_LIBRARY(crnn_fast, m) {
   //   scores, acoustic_scores, lm_scores: (B, N) float64, -inf where there is no hypothesis.
   m.def(
       "ctc_beam_search(Tensor log_probs, Tensor lengths, int blank, int beam_width, int nbest, int? top_k, "
-      "float? beam_threshold, float? blank_skip_threshold, float? token_min_logp, Tensor? trie_offsets, Tensor? trie_labels, "
-      "Tensor? trie_children, Tensor? trie_is_word, int? word_separator, Tensor? lm_keys, Tensor? lm_values, "
-      "Tensor? lm_buckets, Tensor? lm_filter, Tensor? lm_token_map, int lm_order, int lm_bos, float lm_weight, float insertion_bonus) "
+      "float? beam_threshold, float? blank_skip_threshold, float? token_min_logp, Tensor? trie_offsets, "
+      "Tensor? trie_labels, Tensor? trie_children, Tensor? trie_is_word, int? word_separator, Tensor? lm_keys, "
+      "Tensor? lm_values, Tensor? lm_buckets, Tensor? lm_filter, Tensor? lm_token_map, int lm_order, int lm_bos, "
+      "float lm_weight, float insertion_bonus) "
       "-> (Tensor tokens, Tensor token_lengths, Tensor token_frames, Tensor token_confidences, Tensor scores, "
       "Tensor acoustic_scores, Tensor lm_scores)");
   // Persistent LSTM recurrence of one layer, every direction in one launch; inference only (CUDA,

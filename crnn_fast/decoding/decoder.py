@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import crnn_fast.ops.ctc_beam_search as _beam_op
 
 from .._checks import check_lengths, check_log_probs
-from ..reference.ctc import LexiconTrie, check_beam_search_options, check_token_min_logp, ctc_greedy_ref
+from ..reference.ctc import LexiconTrie, check_beam_search_options, ctc_greedy_ref
 from .lexicon import encode_lexicon
 from .lm import BoundLM, CharNgramLM
 
@@ -53,7 +53,7 @@ class CTCDecoder:
     beam_threshold: drop prefixes scoring more than this below the best (None: no threshold).
     blank_skip_threshold: frames whose blank probability is at least this (in (0, 1]) extend no prefix.
     token_min_logp: extend prefixes only by classes whose log-prob is at least this, or the frame's best
-        (pyctcdecode's option of that name; its default is -5.0; None: all).
+        (pyctcdecode's option of that name, whose default there is -5.0; None: no floor).
     lexicon: words (an iterable of str, or a pathlib.Path to a file with one word per line).
         lexicon_mode="trie" (default): a hard constraint on the beam search: every output word is in the
         lexicon; when the charset has a space, an output is lexicon words joined by single spaces (words
@@ -93,10 +93,9 @@ class CTCDecoder:
         self._ids = {c: i for i, c in enumerate(self.labels) if c is not None}
         self.num_classes = num_classes
 
-        (self.beam_width, self.nbest, self.top_k, self.beam_threshold, self.blank_skip_threshold, self.lm_weight,
-         self.insertion_bonus) = check_beam_search_options(beam_width, nbest, top_k, beam_threshold,
-                                                           blank_skip_threshold, lm_weight, insertion_bonus)
-        self.token_min_logp = check_token_min_logp(token_min_logp)
+        (self.beam_width, self.nbest, self.top_k, self.beam_threshold, self.blank_skip_threshold, self.token_min_logp,
+         self.lm_weight, self.insertion_bonus) = check_beam_search_options(
+            beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus)
         if backend not in _beam_op.CTC_BEAM_SEARCH_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, _beam_op.CTC_BEAM_SEARCH_BACKENDS))}, "
                              f"got {backend!r}")

@@ -22,7 +22,6 @@ from ..reference.ctc import (
     LexiconTrie,
     check_beam_search_options,
     check_lexicon,
-    check_token_min_logp,
     ctc_beam_search_ref,
     token_confidences_ref,
 )
@@ -59,10 +58,9 @@ if HAS_EXTENSION:
 
     @torch.library.register_fake("crnn_fast::ctc_beam_search")
     def _ctc_beam_search_fake(log_probs, lengths, blank, beam_width, nbest, top_k, beam_threshold,
-                              blank_skip_threshold, token_min_logp, trie_offsets, trie_labels, trie_children, trie_is_word,
-                              word_separator, lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map, lm_order,
-                              lm_bos,
-                              lm_weight, insertion_bonus):
+                              blank_skip_threshold, token_min_logp, trie_offsets, trie_labels, trie_children,
+                              trie_is_word, word_separator, lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map,
+                              lm_order, lm_bos, lm_weight, insertion_bonus):
         B, T, _ = log_probs.shape
         ids = log_probs.new_empty((B, nbest, T), dtype=torch.int64)
         return (ids, log_probs.new_empty((B, nbest), dtype=torch.int64), torch.empty_like(ids),
@@ -126,10 +124,9 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
     B, T, C = log_probs.shape
     lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
     blank = check_blank(blank, C)
-    beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight, insertion_bonus = \
-        check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight,
-                                  insertion_bonus)
-    token_min_logp = check_token_min_logp(token_min_logp)
+    beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus = \
+        check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp,
+                                  lm_weight, insertion_bonus)
     if lm is not None and not isinstance(lm, BoundLM):
         raise TypeError(f"lm must be a BoundLM (CharNgramLM.bind(labels)), got {type(lm).__name__}")
     if lm is not None and len(lm.labels) != C:
@@ -160,7 +157,7 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
         out = torch.ops.crnn_fast.ctc_beam_search(
             log_probs.to(device), lengths.to(device), blank, beam_width, nbest, top_k,
             None if beam_threshold is None or math.isinf(beam_threshold) else beam_threshold, blank_skip_threshold,
-            None if token_min_logp == -math.inf else token_min_logp, *trie_args, word_separator, *lm_args, lm_weight, insertion_bonus)
+            token_min_logp, *trie_args, word_separator, *lm_args, lm_weight, insertion_bonus)
     except RuntimeError as exc:
         # The kernel checks the values as it reads them (a separate scan would cost as much as a search):
         # report non-finite input as the ValueError every other entry point raises.

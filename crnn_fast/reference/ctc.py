@@ -364,8 +364,8 @@ class _LexiconRule:
         return len(last) > 0 and self.trie.is_word(last)
 
 
-def check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight,
-                              insertion_bonus):
+def check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp,
+                              lm_weight, insertion_bonus):
     """The scalar options of a CTC beam search, checked (errors name the argument) and normalised."""
     beam_width = _check_int(beam_width, "beam_width", low=1)
     nbest = _check_int(nbest, "nbest", low=1)
@@ -379,19 +379,14 @@ def check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_sk
         blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
         if not 0.0 < blank_skip_threshold <= 1.0:
             raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
+    if token_min_logp is not None:  # -inf: no floor
+        token_min_logp = _check_real(token_min_logp, "token_min_logp", finite=False)
     lm_weight = _check_real(lm_weight, "lm_weight")
     if lm_weight < 0:
         # A negative weight would turn an LM's -inf (forbidden token) into +inf.
         raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
     insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
-    return beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight, insertion_bonus
-
-
-def check_token_min_logp(token_min_logp) -> float | None:
-    """None, or the per-frame log-prob floor of extension classes: a number, not NaN (-inf: no floor)."""
-    if token_min_logp is None:
-        return None
-    return _check_real(token_min_logp, "token_min_logp", finite=False)
+    return beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus
 
 
 def check_lexicon(lexicon, word_separator, num_classes: int, blank: int):
@@ -485,11 +480,10 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
     B, T, C = log_probs.shape
     lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
     blank = check_blank(blank, C)
-    beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight, insertion_bonus = \
-        check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, lm_weight,
-                                  insertion_bonus)
+    beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus = \
+        check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp,
+                                  lm_weight, insertion_bonus)
     skip_floor = None if blank_skip_threshold is None else math.log(blank_skip_threshold)
-    token_min_logp = check_token_min_logp(token_min_logp)
     if lm is not None and not callable(lm):
         raise TypeError(f"lm must be a callable lm(context, token) -> float, got {type(lm).__name__}")
     trie, word_separator = check_lexicon(lexicon, word_separator, C, blank)

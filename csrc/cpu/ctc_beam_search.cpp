@@ -1225,7 +1225,7 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
     P.use_skip = true;
     P.skip_floor = std::log(*blank_skip_threshold);
   }
-  if (token_min_logp.has_value() && *token_min_logp != kNegInf) {
+  if (token_min_logp.has_value() && *token_min_logp != kNegInf) {  // -inf: no floor
     P.use_token_floor = true;
     P.token_floor = *token_min_logp;
   }

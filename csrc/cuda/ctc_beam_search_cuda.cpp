@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <tuple>
@@ -144,7 +145,7 @@ BeamResult ctc_beam_search_cuda(const at::Tensor& log_probs_in, const at::Tensor
     P.use_skip = true;
     P.skip_floor = std::log(*blank_skip_threshold);
   }
-  if (token_min_logp.has_value() && !(std::isinf(*token_min_logp) && *token_min_logp < 0)) {
+  if (token_min_logp.has_value() && *token_min_logp != -std::numeric_limits<double>::infinity()) {  // -inf: none
     P.use_token_floor = true;
     P.token_floor = *token_min_logp;
   }
