@@ -20,9 +20,8 @@ How each decoder runs (each with its own defaults unless said):
     beam_prune_logp -10: prefixes more than 10 nats below the best are dropped) and token_min_logp -5 (the same
     option: a frame extends prefixes only by the classes at log-prob >= -5 and its best class; about 1 class
     per frame at C 6,002, up to ~60 on the flat frames at C 96). Unlike pyctcdecode it still scores the blank
-    and the repeat of every prefix on every frame (the floor prunes extensions only), so it keeps at least
-    the prefixes pyctcdecode keeps. Not exact: its agree column is its agreement with exact crnn_fast of the
-    same mode.
+    and the repeat of every prefix on every frame (the floor prunes extensions only). Not exact: its agree
+    column is its agreement with exact crnn_fast of the same mode.
   pyctcdecode: decode() per sequence, its defaults (beam_prune_logp -10, token_min_logp -5); +LM: a word 3-gram
     (KenLM, ARPA written by crnn_fast's Kneser-Ney on the same sentences) with the vocabulary as unigrams,
     alpha 0.5, beta 1.0.
