@@ -635,7 +635,7 @@ def test_token_min_logp():
     assert ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, token_min_logp=-10.0) == plain
 
 
-@pytest.mark.parametrize("value,exc", [(math.nan, ValueError), ("-5", TypeError), (None, None)])
+@pytest.mark.parametrize("value,exc", [(math.nan, ValueError), ("-5", TypeError), (True, TypeError), (None, None)])
 def test_token_min_logp_rejected(value, exc):
     if exc is None:
         ctc_beam_search_ref(LP, token_min_logp=value)
