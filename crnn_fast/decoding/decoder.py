@@ -48,7 +48,8 @@ class CTCDecoder:
     charset: a crnn_fast.data.Charset (or a str of its characters): the model's C classes are the blank
         plus these characters in order, the blank at class `blank` (0, the Charset layout, or any other
         position: the characters then fill the remaining classes in order).
-    beam_width: the beam; 1 without lexicon, LM and insertion bonus is best-path (greedy) decoding.
+    beam_width: the beam; 1 without lexicon, LM, insertion bonus and blank_skip_threshold is best-path (greedy)
+        decoding (top_k and token_min_logp never prune a frame's best class, so greedy honours them as is).
     top_k: extend prefixes only by the top_k classes of each frame (None: all).
     beam_threshold: drop prefixes scoring more than this below the best (None: no threshold).
     blank_skip_threshold: frames whose blank probability is at least this (in (0, 1]) extend no prefix.
@@ -137,9 +138,11 @@ class CTCDecoder:
 
     @property
     def is_greedy(self) -> bool:
-        """Whether decode() is best-path decoding: beam_width 1, no lexicon, no LM, no insertion bonus."""
+        """Whether decode() is best-path decoding: beam_width 1, no lexicon, no LM, no insertion bonus, no
+        blank_skip_threshold (below 0.5 it skips frames whose best class is a character, which best path
+        would emit)."""
         return (self.beam_width == 1 and self._words is None and not self.uses_lm
-                and self.insertion_bonus == 0.0)
+                and self.insertion_bonus == 0.0 and self.blank_skip_threshold is None)
 
     def decode(self, log_probs: torch.Tensor, lengths=None) -> list[list[CTCHypothesis]]:
         """Decode a batch.

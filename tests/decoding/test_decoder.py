@@ -77,6 +77,24 @@ def test_greedy_is_best_path(backend):
                                               rel=1e-6)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_beam_width_1_with_blank_skip_is_not_greedy(backend):
+    # Frame 1's best class is 'a' (0.45) but its blank (0.40) is over the skip threshold: best path emits 'a',
+    # the search that honours the threshold must not.
+    probs = torch.full((1, 4, 37), 0.15 / 35)
+    probs[0, :, 0] = 0.85
+    probs[0, 1, 0], probs[0, 1, 11] = 0.40, 0.45
+    probs[0, 2, 0], probs[0, 2, 12] = 0.10, 0.75
+    lp = (probs / probs.sum(-1, keepdim=True)).log()
+    assert ctc_greedy_ref(lp, None).tokens[0, :2].tolist() == [11, 12]
+    dec = CTCDecoder(ALNUM, beam_width=1, blank_skip_threshold=0.3, backend=backend)
+    assert not dec.is_greedy
+    (h,) = dec.decode(lp)[0]
+    (r,) = ctc_beam_search_ref(lp, None, beam_width=1, blank_skip_threshold=0.3)[0]
+    assert h.tokens == r.tokens == (12,)
+    assert h.score == pytest.approx(r.score, abs=1e-6)
+
+
 @needs_extension
 @pytest.mark.parametrize("charset,blank,floor", [(ALNUM, 0, None), (ASCII, 0, None), (ALNUM, 36, None),
                                                  (ALNUM, 5, None), (ASCII, 0, -5.0), (ALNUM, 36, -3.0)])
