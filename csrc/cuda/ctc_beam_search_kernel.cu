@@ -125,7 +125,7 @@ struct Ctx {
   __device__ double lpc(int64_t c) const { return static_cast<double>(row[c]); }
 
   // Whether class c is allowed to extend a prefix this frame (top_k, token_min_logp: key >= S.thr_k).
-  __device__ bool in_topk(int c) const {
+  __device__ bool is_allowed(int c) const {
     return !(P.use_top_k || P.use_token_floor) || key_ge(class_key(lpc(c), c), S.thr_k);
   }
 
@@ -572,7 +572,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
         __syncthreads();
         if (P.use_token_floor) {  // how many are allowed: maybe fewer than top_k
           int mine = 0;
-          for (int c = tid; c < P.C; c += kThreads) mine += c != P.blank && X.in_topk(c);
+          for (int c = tid; c < P.C; c += kThreads) mine += c != P.blank && X.is_allowed(c);
           atomicAdd(&S.allowed, mine);
           __syncthreads();
           if (S.allowed < n_allowed) n_allowed = S.allowed;
@@ -636,7 +636,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
       const int tok = sh.s_len[cur][i] > 0 ? sh.s_last[cur][i] : -1;
       const double pb = sh.f_total[i] + lp_blank;
       double pnb = tok >= 0 ? sh.s_pnb[cur][i] + X.lpc(tok) : kNegInf;
-      if (!skip && tok >= 0 && X.in_topk(tok)) {
+      if (!skip && tok >= 0 && X.is_allowed(tok)) {
         const int j = sh.f_parent[i];
         if (j >= 0) {
           const int ptok = sh.s_len[cur][j] > 0 ? sh.s_last[cur][j] : -1;

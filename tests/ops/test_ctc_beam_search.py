@@ -550,6 +550,8 @@ def test_python_wrapper_errors_name_the_argument():
         (dict(nbest=0), ValueError, "nbest"),
         (dict(top_k=0), ValueError, "top_k"),
         (dict(blank_skip_threshold=2.0), ValueError, "blank_skip_threshold"),
+        (dict(token_min_logp=math.nan), ValueError, "token_min_logp"),
+        (dict(token_min_logp="-5"), TypeError, "token_min_logp"),
         (dict(lexicon=[]), ValueError, "lexicon"),
         (dict(lexicon=[[1, 4]]), ValueError, "lexicon"),
         (dict(lexicon=[[1]], word_separator=0), ValueError, "word_separator"),
