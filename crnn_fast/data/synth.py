@@ -3,9 +3,10 @@
 Dimensions: H = 32 (the model's input height), W the width of one image, B batch.
 
 Two disjoint worlds, fixed IN CODE so that no configuration can leak one into the other:
-- split="train" renders with every usable font except the HELDOUT_FONT_DIRS families, and samples
-  dictionary words whose stable hash is not 0 mod 10;
-- split="test" renders ONLY with the held-out font families and ONLY the held-out words.
+- split="train" renders with every usable font except the held-out families (crnn_fast.data.fonts), samples
+  dictionary words whose stable hash is not 0 mod 10 and the corpus paragraphs of the train split
+  (crnn_fast.data.corpus);
+- split="test" renders ONLY with the held-out font families, ONLY the held-out words and paragraphs.
 Numbers, prices, dates and codes are random strings in both; the test set draws them from other seeds.
 
 Everything is deterministic given a seed: the sampler and renderer take a `random.Random`, and the
@@ -28,28 +29,21 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .charset import Charset
+from .corpus import CorpusLines, load_corpus
+from .fonts import (  # noqa: F401  (re-exported: the data engine's one namespace)
+    FONT_ROOTS,
+    HELDOUT_FONT_DIRS,
+    STYLES,
+    FontInfo,
+    discover_fonts,
+    fonts_for_split,
+)
 
 HEIGHT = 32
-FONT_ROOTS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.fonts"))
 WORDS_FILE = "/usr/share/dict/words"
-
-# Font families only the test split uses: the directory names Debian's font packages install into.
-HELDOUT_FONT_DIRS = frozenset({
-    "karla", "karla-variable", "karlatamilinclined", "karlatamilupright",  # grotesque sans
-    "charis",                                                               # book serif
-    "courier-prime",                                                        # typewriter mono
-    "quicksand",                                                            # rounded geometric sans
-    "comic-neue",                                                           # informal / casual
-    "fonts-oldstandard",                                                    # modern (Didone) serif
-})
 # Words with stable_hash(word.lower()) % HELDOUT_WORD_MOD == 0 belong to the test split only.
 HELDOUT_WORD_MOD = 10
 
-# Files that are symbol, math, music or small-caps faces: their ASCII code points are not plain letters.
-_SKIP_NAME_PARTS = ("sym", "math", "music", "emoji", "dingbat", "smallcaps", "-sc", "sc-", "caps", "ornament",
-                    "icons", "braille", "sign")
-# Glyphs a font must draw (not .notdef, not empty) to be used: letters, digits and ASCII punctuation.
-_COVERAGE_PROBE = "AHQZahgqz0159$%&@#?!{}[]<>~^|\\/_=+*\"'`;:,."
 # A handful of English words for when no dictionary is installed (tests on minimal machines).
 _FALLBACK_WORDS = (
     "the of and to in is that for it as was with be by on not he this are or his from at which but have an "
@@ -71,72 +65,6 @@ def stable_hash(text: str) -> int:
 
 def is_heldout_word(word: str) -> bool:
     return stable_hash(word.lower()) % HELDOUT_WORD_MOD == 0
-
-
-# -- fonts -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FontInfo:
-    path: str
-    family_dir: str      # the font package's directory, e.g. "dejavu"
-    caps_only: bool      # lowercase letters draw as capitals (e.g. Bebas Neue): render upper-cased text
-
-
-def _glyph_key(font: ImageFont.FreeTypeFont, char: str):
-    mask = font.getmask(char)
-    return mask.size, bytes(mask)
-
-
-def _probe_font(path: str) -> FontInfo | None:
-    try:
-        font = ImageFont.truetype(path, 24)
-        notdef = {_glyph_key(font, c) for c in ("\uffff", "\U000e0fff")}
-        for char in _COVERAGE_PROBE:
-            key = _glyph_key(font, char)
-            if key in notdef or key[0][0] == 0 or not any(key[1]):
-                return None
-        caps_only = _glyph_key(font, "a") == _glyph_key(font, "A") and _glyph_key(font, "g") == _glyph_key(font, "G")
-    except Exception:  # an unreadable font file is skipped, never fatal
-        return None
-    return FontInfo(path, "", caps_only)
-
-
-@functools.cache
-def discover_fonts(roots: tuple[str, ...] = FONT_ROOTS) -> tuple[FontInfo, ...]:
-    """Every TrueType/OpenType font under `roots` that draws the printable ASCII letters, digits and
-    punctuation (checked glyph by glyph against .notdef), sorted by path so the order is reproducible.
-
-    family_dir is the directory directly under <root>/truetype or <root>/opentype (the Debian package's).
-    """
-    fonts = []
-    for root in roots:
-        if not os.path.isdir(root):
-            continue
-        for dirpath, _, files in os.walk(root):
-            for name in files:
-                lower = name.lower()
-                if not lower.endswith((".ttf", ".otf")):
-                    continue
-                if any(part in lower for part in _SKIP_NAME_PARTS):
-                    continue
-                path = os.path.join(dirpath, name)
-                info = _probe_font(path)
-                if info is None:
-                    continue
-                # family_dir: the first directory below the root's truetype/ or opentype/ folder.
-                parts = os.path.relpath(path, root).split(os.sep)
-                family = parts[1] if len(parts) > 2 and parts[0] in ("truetype", "opentype") else parts[0]
-                fonts.append(FontInfo(path, family, info.caps_only))
-    return tuple(sorted(fonts, key=lambda f: f.path))
-
-
-def fonts_for_split(split: str, fonts: Sequence[FontInfo] | None = None) -> tuple[FontInfo, ...]:
-    """The fonts of split "train" (all but the held-out families) or "test" (only the held-out ones)."""
-    _check_split(split)
-    fonts = discover_fonts() if fonts is None else fonts
-    held = split == "test"
-    return tuple(f for f in fonts if (f.family_dir in HELDOUT_FONT_DIRS) == held)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -188,21 +116,28 @@ _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LOWER = _UPPER.lower()
 _DIGITS = "0123456789"
 
-# Kinds of text and their default weights in training.
-TEXT_KINDS = ("word", "number", "price", "date", "code", "random", "line")
-DEFAULT_MIX = {"word": 0.40, "number": 0.07, "price": 0.05, "date": 0.05, "code": 0.10, "random": 0.08,
-               "line": 0.25}
+# Kinds of text and their default weights in training. "sentence": a line cut from real running text
+# (crnn_fast.data.corpus); "line": dictionary words mixed with numbers, prices, dates and codes.
+TEXT_KINDS = ("word", "number", "price", "date", "code", "random", "line", "sentence")
+DEFAULT_MIX = {"word": 0.25, "number": 0.05, "price": 0.04, "date": 0.04, "code": 0.08, "random": 0.04,
+               "line": 0.15, "sentence": 0.35}
+# How often each style of font is drawn (then a family within the style, then one of its faces): text faces
+# first, without letting the many pixel and display fonts crowd them out.
+STYLE_WEIGHTS = {"serif": 0.3, "sans": 0.3, "mono": 0.12, "script": 0.1, "display": 0.08, "condensed": 0.1}
 
 
 class TextSampler:
     """Random texts of the printable ASCII kind: words, numbers, prices, dates, codes, symbol strings, lines.
 
-    split: "train" or "test" (picks the dictionary words, see the module docstring).
-    max_line_chars: text lines are cut to at most this many characters (at a word boundary).
+    split: "train" or "test" (picks the dictionary words and corpus paragraphs, see the module docstring).
+    max_line_chars: text lines are cut to at most this many characters (at a word boundary); half of them
+        are at least half that long.
+    paragraphs: the running text "sentence" lines are cut from (default: the installed corpus's paragraphs
+        of `split`).
     """
 
     def __init__(self, split: str = "train", *, words: Sequence[str] | None = None, max_line_chars: int = 48,
-                 mix: dict[str, float] | None = None):
+                 mix: dict[str, float] | None = None, paragraphs: Sequence[str] | None = None):
         self.split = split
         self.words = words_for_split(split, words)
         if not self.words:
@@ -214,6 +149,14 @@ class TextSampler:
             raise ValueError(f"mix has unknown kinds {sorted(unknown)}; kinds are {TEXT_KINDS}")
         self.kinds = tuple(k for k in TEXT_KINDS if mix.get(k, 0) > 0)
         self.weights = tuple(mix[k] for k in self.kinds)
+        self.corpus = None
+        if "sentence" in self.kinds:
+            paragraphs = load_corpus(split) if paragraphs is None else paragraphs
+            if not paragraphs:
+                raise ValueError("mix asks for 'sentence' lines but no text corpus is installed: run "
+                                 "scripts/install_training_data.sh (Debian fortunes, dict-gcide, ...) or leave "
+                                 "'sentence' out of mix")
+            self.corpus = CorpusLines(paragraphs)
 
     def sample(self, rng: random.Random, kind: str | None = None) -> str:
         kind = rng.choices(self.kinds, self.weights)[0] if kind is None else kind
@@ -322,8 +265,28 @@ class TextSampler:
             text = text[:i] + " " + text[i + 1:]
         return text
 
+    def _line_length(self, rng: random.Random) -> int:
+        top = max(8, self.max_line_chars)
+        return rng.randint(8, top) if rng.random() < 0.5 else rng.randint(max(8, top // 2), top)
+
+    def _sentence(self, rng: random.Random) -> str:
+        line = self.corpus.sample(rng, self._line_length(rng))[: self.max_line_chars]
+        r = rng.random()
+        if r < 0.04:
+            return line.upper()
+        if r < 0.07:
+            return " ".join(w[:1].upper() + w[1:] for w in line.split(" "))
+        if r < 0.15:  # a number, price, date or code in the middle of prose
+            words = line.split(" ")
+            token = getattr(self, rng.choice(("_number", "_price", "_date", "_code")))(rng)
+            words.insert(rng.randrange(len(words) + 1), token)
+            while len(words) > 1 and len(" ".join(words)) > self.max_line_chars:
+                words.pop()
+            return " ".join(words)[: self.max_line_chars]
+        return line
+
     def _line(self, rng: random.Random) -> str:
-        target = rng.randint(8, self.max_line_chars)
+        target = self._line_length(rng)
         tokens, length = [], 0
         while length < target or len(tokens) < 2:
             r = rng.random()
@@ -349,7 +312,15 @@ class TextSampler:
 # -- rendering ---------------------------------------------------------------------------------------------
 
 AUGMENTATIONS = ("background", "low_contrast", "invert", "blur", "noise", "jpeg", "low_res", "rotate",
-                 "perspective", "underline", "strikethrough", "letter_spacing", "stroke", "tight_crop")
+                 "perspective", "underline", "strikethrough", "letter_spacing", "stroke", "tight_crop",
+                 # typesetting
+                 "word_spacing",
+                 # crop geometry
+                 "loose_crop", "neighbour_lines",
+                 # scan-like
+                 "uneven_light", "ink_bleed", "erosion", "binarize", "speckle",
+                 # camera-like
+                 "curve", "motion_blur", "shadow")
 
 
 @dataclass
@@ -357,7 +328,7 @@ class RenderConfig:
     """How strongly a sample is degraded.
 
     degraded_prob: probability that a sample is rendered "degraded" (every augmentation likelier and
-        stronger); the others get only mild variation (font, size, colour, padding, tiny rotation).
+        stronger); the others get only mild variation (font, size, colour, spacing, margins, tiny rotation).
     force: augmentations applied to every sample (for tests and for building degraded test sets).
     max_width: samples wider than this after the height is set to 32 are squeezed to it.
     """
@@ -399,6 +370,14 @@ def _pick_colors(rng: random.Random, colored: bool, min_contrast: float):
     return ((0, 0, 0), (255, 255, 255)) if colored else (0, 255)
 
 
+def _smooth_field(nprng: np.random.Generator, h: int, w: int, cells: tuple[int, int]) -> np.ndarray:
+    """A smooth random field in [-0.5, 0.5] of shape (h, w): noise on a coarse grid, upsampled bicubically."""
+    small = nprng.normal(0, 1, (max(2, cells[0]), max(2, cells[1])))
+    small = (small - small.min()) / max(float(np.ptp(small)), 1e-6) * 255
+    field = np.asarray(Image.fromarray(small.astype(np.uint8)).resize((w, h), Image.BICUBIC), np.float32)
+    return field / 255.0 - 0.5
+
+
 def _background(rng: random.Random, nprng: np.random.Generator, size: tuple[int, int], bg, colored: bool,
                 textured: bool) -> Image.Image:
     w, h = size
@@ -415,10 +394,7 @@ def _background(rng: random.Random, nprng: np.random.Generator, size: tuple[int,
             ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1.0) - 0.5
             base += (ramp * 2 * amp)[..., None] if colored else ramp * 2 * amp
         elif kind < 0.75:  # smooth noise texture (paper, cardboard)
-            small = nprng.normal(0, 1, (max(2, h // rng.randint(2, 8)), max(2, w // rng.randint(2, 8))))
-            tex = np.asarray(Image.fromarray(((small - small.min()) / max(np.ptp(small), 1e-6) * 255)
-                                             .astype(np.uint8)).resize((w, h), Image.BICUBIC), np.float32)
-            tex = tex / 255.0 - 0.5
+            tex = _smooth_field(nprng, h, w, (h // rng.randint(2, 8), w // rng.randint(2, 8)))
             base += (tex * 2 * amp)[..., None] if colored else tex * 2 * amp
         else:  # speckle and fibres
             base += nprng.normal(0, amp / 3, base.shape[:2])[..., None] if colored else \
@@ -445,12 +421,112 @@ def _perspective_coeffs(src, dst):
     return np.linalg.solve(a, b).tolist()
 
 
+def _layout(text: str, pil_font: ImageFont.FreeTypeFont, letter_spacing: float, space_factor: float,
+            features) -> tuple[list[tuple[str, float]], int]:
+    """Where each piece of `text` is drawn: [(piece, x)], and the width of the whole.
+
+    Without letter spacing the pieces are words (kerning inside a word is the font's), with it single
+    characters; a space advances space_factor times the font's own space (tight or loose word spacing, as
+    justified and hand-set lines have)."""
+    space = pil_font.getlength(" ", features=features) * space_factor
+    pieces, x = [], 0.0
+    units = list(text) if letter_spacing else text.split(" ")
+    for i, unit in enumerate(units):
+        if letter_spacing:
+            if unit == " ":
+                x += space + letter_spacing
+                continue
+            pieces.append((unit, x))
+            x += pil_font.getlength(unit, features=features) + letter_spacing
+        else:
+            if i:
+                x += space
+            pieces.append((unit, x))
+            x += pil_font.getlength(unit, features=features)
+    if letter_spacing:
+        x -= letter_spacing
+    last, last_x = pieces[-1]
+    right = last_x + max(pil_font.getbbox(last, features=features)[2], pil_font.getlength(last, features=features))
+    return pieces, int(math.ceil(max(x, right)))
+
+
+def _curve(arr: np.ndarray, rng: random.Random, fill: float) -> np.ndarray:
+    """Bend the text's baseline: every column shifted up or down along a sine of random period and phase."""
+    h, w = arr.shape
+    amp = rng.uniform(0.04, 0.12) * h
+    period = rng.uniform(1.0, 3.0) * max(w, h)
+    phase = rng.uniform(0, 2 * math.pi)
+    shift = np.round(amp * np.sin(2 * math.pi * np.arange(w) / period + phase)).astype(np.int64)
+    pad = int(math.ceil(amp)) + 1
+    padded = np.full((h + 2 * pad, w), fill, dtype=arr.dtype)
+    padded[pad:pad + h] = arr
+    rows = (np.arange(h)[:, None] + pad - shift[None, :])
+    return padded[rows, np.arange(w)[None, :]]
+
+
+def _motion_blur(arr: np.ndarray, rng: random.Random, scale: float) -> np.ndarray:
+    """The mean of k copies shifted along one direction: a camera moved while the shutter was open."""
+    k = max(2, int(round(rng.uniform(2, 6) * scale)))
+    angle = rng.choice([0.0, 0.0, rng.uniform(-math.pi / 4, math.pi / 4), math.pi / 2])
+    out = np.zeros_like(arr)
+    for i in range(k):
+        t = i - (k - 1) / 2
+        out += np.roll(arr, (int(round(t * math.sin(angle))), int(round(t * math.cos(angle)))), axis=(0, 1))
+    return out / k
+
+
+def _scan_and_camera(arr: np.ndarray, rng: random.Random, nprng: np.random.Generator, want, degraded: bool,
+                     dark_text: bool, scale: float, stroke_px: float) -> np.ndarray:
+    """Scan-like and camera-like damage of a grayscale float image (h, w) at its rendered resolution."""
+    h, w = arr.shape
+    paper = float(np.percentile(arr, 90 if dark_text else 10))
+    if want("curve", 0.03, 0.15):
+        arr = _curve(arr, rng, paper)
+    # Ink grows (bleed) or thins (erosion): a min/max filter on the ink's side, where strokes are thick
+    # enough to survive it.
+    if stroke_px >= 2.5:
+        grow, shrink = (ImageFilter.MinFilter, ImageFilter.MaxFilter) if dark_text else \
+            (ImageFilter.MaxFilter, ImageFilter.MinFilter)
+        img = None
+        if want("ink_bleed", 0.03, 0.15):
+            img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).filter(grow(3))
+        elif stroke_px >= 4 and want("erosion", 0.02, 0.12):
+            img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).filter(shrink(3))
+        if img is not None:
+            arr = np.asarray(img, np.float32)
+    if want("uneven_light", 0.05, 0.3):
+        field = _smooth_field(nprng, h, w, (rng.randint(1, 3), rng.randint(2, 6)))
+        arr = arr * (1.0 + rng.uniform(0.2, 0.6 if degraded else 0.3) * field)
+    if want("shadow", 0.02, 0.15):
+        # A soft-edged half-plane darkened: the shadow of a hand or a phone over the page.
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        angle = rng.uniform(0, 2 * math.pi)
+        d = (xx - rng.uniform(0, w)) * math.cos(angle) + (yy - rng.uniform(0, h)) * math.sin(angle)
+        edge = 1.0 / (1.0 + np.exp(np.clip(-d / max(1.0, rng.uniform(1, 8) * scale), -60.0, 60.0)))
+        arr = arr * (1.0 - rng.uniform(0.25, 0.55) * edge)
+    if want("speckle", 0.02, 0.2):
+        count = int(h * w * rng.uniform(0.0005, 0.004))
+        ys, xs = nprng.integers(0, h, count), nprng.integers(0, w, count)
+        ink = float(np.percentile(arr, 3 if dark_text else 97))
+        arr[ys, xs] = ink
+        if scale > 1.2:  # dots of more than one pixel at larger renderings
+            arr[np.minimum(ys + 1, h - 1), xs] = ink
+            arr[ys, np.minimum(xs + 1, w - 1)] = ink
+    if want("binarize", 0.03, 0.15):
+        lo, hi = np.percentile(arr, 5), np.percentile(arr, 95)
+        threshold = lo + (hi - lo) * rng.uniform(0.3, 0.7)
+        arr = np.where(arr > threshold, 255.0, 0.0).astype(np.float32)
+    if want("motion_blur", 0.02, 0.15):
+        arr = _motion_blur(arr, rng, scale)
+    return arr
+
+
 def render_text(text: str, font: FontInfo | str, rng: random.Random, config: RenderConfig | None = None,
                 *, degraded: bool | None = None, native: bool = False) -> tuple[np.ndarray, str]:
     """Render `text` with `font` and degrade it: returns (image (32, W) uint8 grayscale, label).
 
     The label is `text`, upper-cased for caps-only fonts. `degraded` overrides config.degraded_prob.
-    native: keep the rendered resolution (height = the font's line height plus padding, about 12-70 px)
+    native: keep the rendered resolution (height = the font's line height plus margins, about 12-150 px)
     instead of resizing to 32 high: how test images are stored, so every recogniser resizes them its own way.
     """
     config = config or RenderConfig()
@@ -458,6 +534,7 @@ def render_text(text: str, font: FontInfo | str, rng: random.Random, config: Ren
         font = FontInfo(font, os.path.basename(os.path.dirname(font)), False)
     if font.caps_only:
         text = text.upper()
+    features = ["-liga", "-clig", "-dlig", "-rlig"] if font.no_ligatures else None
     nprng = np.random.default_rng(rng.getrandbits(63))
     if degraded is None:
         degraded = rng.random() < config.degraded_prob
@@ -481,36 +558,48 @@ def render_text(text: str, font: FontInfo | str, rng: random.Random, config: Ren
 
     ascent, descent = pil_font.getmetrics()
     line_h = ascent + descent
-    spacing = 0.0
-    if want("letter_spacing", 0.05, 0.1):
-        spacing = rng.uniform(0.05, 0.35) * size
-    if spacing:
-        advances = [pil_font.getlength(c) + spacing for c in text]
-        text_w = int(math.ceil(sum(advances) - spacing))
-    else:
-        left, _, right, _ = pil_font.getbbox(text)
-        text_w = int(math.ceil(max(right, pil_font.getlength(text)) - min(left, 0)))
+    letter_spacing = 0.0
+    if want("letter_spacing", 0.08, 0.12):
+        # Mostly loose tracking; sometimes tight, as in squeezed headlines.
+        letter_spacing = rng.uniform(0.05, 0.35) * size if rng.random() < 0.75 else -rng.uniform(0.02, 0.05) * size
+    space_factor = 1.0
+    if " " in text and want("word_spacing", 0.5, 0.5):
+        r = rng.random()
+        space_factor = rng.uniform(0.3, 0.7) if r < 0.4 else rng.uniform(0.7, 1.3) if r < 0.75 else \
+            rng.uniform(1.3, 2.6)
+    pieces, text_w = _layout(text, pil_font, letter_spacing, space_factor, features)
     text_w = max(text_w, 1)
 
     tight = want("tight_crop", 0.1, 0.15)
     pad_l = 0 if tight else int(rng.uniform(0.0, 0.6) * size)
     pad_r = 0 if tight else int(rng.uniform(0.0, 0.6) * size)
-    pad_t = int(rng.uniform(0.0, 0.35) * size) if not tight else 0
-    pad_b = int(rng.uniform(0.0, 0.35) * size) if not tight else 0
+    if tight:
+        pad_t = pad_b = 0
+    elif want("loose_crop", 0.2, 0.3):  # margins up to the text's own height above and below
+        pad_t, pad_b = int(rng.uniform(0.2, 1.0) * line_h), int(rng.uniform(0.2, 1.0) * line_h)
+    else:
+        pad_t, pad_b = int(rng.uniform(0.0, 0.35) * size), int(rng.uniform(0.0, 0.35) * size)
     W, H = text_w + pad_l + pad_r + 2, line_h + pad_t + pad_b + 2
     textured = want("background", 0.25, 0.7)
     img = _background(rng, nprng, (W, H), bg, colored, textured)
     draw = ImageDraw.Draw(img)
     stroke = 1 if (want("stroke", 0.03, 0.08) and size >= 18) else 0
     x0, y0 = pad_l + 1, pad_t + 1
-    if spacing:
-        x = float(x0)
-        for c, adv in zip(text, advances):
-            draw.text((x, y0), c, font=pil_font, fill=fg, stroke_width=stroke, stroke_fill=fg)
-            x += adv
-    else:
-        left = min(pil_font.getbbox(text)[0], 0)
-        draw.text((x0 - left, y0), text, font=pil_font, fill=fg, stroke_width=stroke, stroke_fill=fg)
+    left = min(pil_font.getbbox(pieces[0][0], features=features)[0], 0)
+    for piece, x in pieces:
+        draw.text((x0 - left + x, y0), piece, font=pil_font, fill=fg, stroke_width=stroke, stroke_fill=fg,
+                  features=features)
+    if want("neighbour_lines", 0.08, 0.2):
+        # The lines above and below, cut by the crop: at most their bottom or top 40% shows.
+        words = text.split(" ")
+        for above in (True, False):
+            if rng.random() < 0.6:
+                rng.shuffle(words)
+                other = " ".join(words)
+                visible = rng.uniform(0.1, 0.4) * line_h
+                gap = rng.uniform(0.05, 0.3) * line_h
+                y = min(y0 - line_h - gap, visible - line_h) if above else max(y0 + line_h + gap, H - visible)
+                draw.text((x0 + rng.uniform(-0.5, 0.5) * size, y), other, font=pil_font, fill=fg, features=features)
     thickness = max(1, round(size / 14))
     if want("underline", 0.02, 0.08):
         y = y0 + ascent + max(1, descent // 3)
@@ -519,7 +608,7 @@ def render_text(text: str, font: FontInfo | str, rng: random.Random, config: Ren
         y = y0 + int(ascent * rng.uniform(0.55, 0.75))
         draw.line((x0, y, x0 + text_w, y), fill=fg, width=thickness)
 
-    # Geometry: rotation, then shear / perspective in one transform.
+    # Geometry: rotation (skew of the page), then shear / perspective in one transform.
     max_angle = 4.0 if degraded else 1.0
     if "rotate" in force:
         max_angle = max(max_angle, 4.0)
@@ -542,6 +631,11 @@ def render_text(text: str, font: FontInfo | str, rng: random.Random, config: Ren
         img = img.transform((out_w, h), Image.PERSPECTIVE, coeffs, Image.BILINEAR, fillcolor=fill)
 
     img = img.convert("L")
+    dark_text = _luma(fg) < _luma(bg)
+    stroke_px = size / 12 + stroke
+    arr = _scan_and_camera(np.asarray(img, np.float32), rng, nprng, want, degraded, dark_text, img.size[1] / HEIGHT,
+                           stroke_px)
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     w, h = img.size
     # low_res samples were rendered with a 9-14 px font: the resize below upsamples them (soft strokes).
     scale = 1.0
@@ -592,21 +686,30 @@ class SynthGenerator:
 
     def __init__(self, split: str = "train", *, charset: Charset | None = None, mix: dict | None = None,
                  render: RenderConfig | None = None, fonts: Sequence[FontInfo] | None = None,
-                 words: Sequence[str] | None = None, max_line_chars: int = 48):
+                 words: Sequence[str] | None = None, max_line_chars: int = 48,
+                 paragraphs: Sequence[str] | None = None):
         _check_split(split)
         self.split = split
         self.charset = charset or Charset.printable_ascii()
-        self.sampler = TextSampler(split, words=words, mix=mix, max_line_chars=max_line_chars)
+        self.sampler = TextSampler(split, words=words, mix=mix, max_line_chars=max_line_chars, paragraphs=paragraphs)
         self.render_config = render or RenderConfig()
         self.fonts = fonts_for_split(split, fonts)
         if not self.fonts:
             raise RuntimeError(f"no usable fonts for split {split!r} under {', '.join(FONT_ROOTS)} "
                                f"(held-out families: {sorted(HELDOUT_FONT_DIRS)}); install e.g. the Debian "
                                "packages fonts-dejavu-core (train) and fonts-karla, fonts-sil-charis (test)")
-        self._by_family: dict[str, list[FontInfo]] = {}
+        # style -> family -> faces; FontInfo built by hand (tests) may lack a style or family.
+        self._by_style: dict[str, dict[str, list[FontInfo]]] = {}
         for f in self.fonts:
-            self._by_family.setdefault(f.family_dir, []).append(f)
-        self._families = sorted(self._by_family)
+            family = f.family or f.family_dir
+            self._by_style.setdefault(f.style or "sans", {}).setdefault(family, []).append(f)
+        self._styles = sorted(self._by_style)
+        self._style_weights = [STYLE_WEIGHTS.get(st, 0.1) for st in self._styles]
+
+    def pick_font(self, rng: random.Random) -> FontInfo:
+        """A style (by STYLE_WEIGHTS), a family of it, one of its faces: no style or family dominates."""
+        families = self._by_style[rng.choices(self._styles, self._style_weights)[0]]
+        return rng.choice(families[rng.choice(sorted(families))])
 
     def sample(self, rng: random.Random, kind: str | None = None, degraded: bool | None = None
                ) -> tuple[np.ndarray, str]:
@@ -617,7 +720,7 @@ class SynthGenerator:
                 break
         else:
             text = "a" if "a" in self.charset else self.charset.characters[0]
-        font = rng.choice(self._by_family[rng.choice(self._families)])  # family first: no family dominates
+        font = self.pick_font(rng)
         image, label = render_text(text, font, rng, self.render_config, degraded=degraded)
         return ensure_ctc_width(image, label), label
 
@@ -757,7 +860,7 @@ def render_heldout(subset: str, n: int, *, seed: int = 2024, max_line_chars: int
         kind = kinds[i % len(kinds)]
         text = gen.sampler.sample(rng, kind)
         text = "".join(c for c in text if c in gen.charset).strip() or "a"
-        font = rng.choice(gen._by_family[rng.choice(gen._families)])
+        font = gen.pick_font(rng)
         deg = (rng.random() < 0.5) if degraded is None else degraded
         out.append(render_text(text, font, rng, gen.render_config, degraded=deg, native=native))
     return out

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from crnn_fast.data import Charset, synth
+from crnn_fast.data import fonts as fonts_module
 from crnn_fast.data.synth import (
     AUGMENTATIONS,
     HEIGHT,
@@ -61,15 +62,62 @@ def test_images_are_32_high_uint8_and_labels_in_charset(gen):
         assert image.shape[1] <= gen.render_config.max_width or image.shape[1] // 4 + 1 >= min_frames(text)
 
 
+PARAGRAPHS = ("The quick brown fox jumps over the lazy dog, twice. It was the best of times, it was the worst "
+              "of times.", "Call me Ishmael. Some years ago -- never mind how long precisely -- having little money.",
+              "A short one.")
+
+
 @pytest.mark.parametrize("kind", synth.TEXT_KINDS)
 def test_every_text_kind(kind):
-    sampler = TextSampler("train", words=("alpha", "beta", "gamma", "delta", "omega", "sigma"))
+    sampler = TextSampler("train", words=("alpha", "beta", "gamma", "delta", "omega", "sigma"), paragraphs=PARAGRAPHS)
     rng = random.Random(0)
     for _ in range(30):
         text = sampler.sample(rng, kind)
         assert text and all(c in CHARSET for c in text) and "  " not in text
-    if kind == "line":
+    if kind in ("line", "sentence"):
         assert len(sampler.sample(rng, kind)) <= sampler.max_line_chars
+
+
+@pytest.mark.parametrize("kind", ["line", "sentence"])
+def test_lines_reach_the_length_limit(kind):
+    """Half of the lines are drawn at least half as long as max_line_chars: long document lines are common."""
+    sampler = TextSampler("train", max_line_chars=100, paragraphs=PARAGRAPHS, mix={kind: 1.0})
+    rng = random.Random(1)
+    lengths = [len(sampler.sample(rng, kind)) for _ in range(400)]
+    assert max(lengths) <= 100
+    assert sum(n >= 50 for n in lengths) >= 0.4 * len(lengths)
+    assert sum(n >= 85 for n in lengths) >= 0.1 * len(lengths)
+
+
+def test_sentences_come_from_the_paragraphs():
+    sampler = TextSampler("train", max_line_chars=60, paragraphs=PARAGRAPHS, mix={"sentence": 1.0})
+    words = {w for p in PARAGRAPHS for w in p.split()}
+    rng = random.Random(2)
+    lines = [sampler.sample(rng, "sentence") for _ in range(200)]
+    # Most lines are runs of the corpus's words as they stand (others are upper- or title-cased, or have a
+    # number or code inserted).
+    assert sum(all(w in words for w in t.split()) for t in lines) >= 0.75 * len(lines)
+    assert any(t.isupper() for t in lines)
+
+
+def test_sentence_kind_without_a_corpus_is_a_clear_error():
+    with pytest.raises(ValueError, match="no text corpus"):
+        TextSampler("train", paragraphs=(), mix={"sentence": 1.0, "word": 1.0})
+    TextSampler("train", paragraphs=(), mix={"word": 1.0})  # no sentences asked for: no corpus needed
+
+
+def test_word_spacing_changes_the_gaps_not_the_words():
+    fonts = _fonts_or_skip()
+    font = next((f for f in fonts if not f.caps_only), fonts[0])
+    pil = synth._load_font(font.path, 30)
+    tight, tight_w = synth._layout("one two three", pil, 0.0, 0.4, None)
+    loose, loose_w = synth._layout("one two three", pil, 0.0, 2.0, None)
+    assert [p for p, _ in tight] == [p for p, _ in loose] == ["one", "two", "three"]
+    space = pil.getlength(" ")
+    assert loose_w - tight_w == pytest.approx(2 * (2.0 - 0.4) * space, abs=1.0)
+    spaced, _ = synth._layout("ab c", pil, 5.0, 1.0, None)
+    assert [p for p, _ in spaced] == ["a", "b", "c"]
+    assert spaced[1][1] == pytest.approx(pil.getlength("a") + 5.0)
 
 
 def test_heldout_words_split():
@@ -91,12 +139,14 @@ def test_heldout_fonts_split():
     fonts = synth.discover_fonts()
     if not fonts:
         pytest.skip("no fonts installed")
+    held = fonts_module.heldout_font_dirs()
+    assert HELDOUT_FONT_DIRS <= held
     train, test = synth.fonts_for_split("train"), synth.fonts_for_split("test")
-    assert all(f.family_dir not in HELDOUT_FONT_DIRS for f in train)
-    assert all(f.family_dir in HELDOUT_FONT_DIRS for f in test)
+    assert all(f.family_dir not in held for f in train)
+    assert all(f.family_dir in held for f in test)
     assert set(train) | set(test) == set(fonts) and not set(train) & set(test)
     g = SynthGenerator("train")
-    assert all(f.family_dir not in HELDOUT_FONT_DIRS for f in g.fonts)
+    assert all(f.family_dir not in held for f in g.fonts)
 
 
 def test_test_split_renders_only_heldout_fonts():

@@ -1,0 +1,94 @@
+"""Training throughput on the CPU: images/s of one training step (forward, CTC loss, backward, AdamW) of a
+CRNN, over the same pre-rendered synthetic batches, for each setting: precision (fp32 / bf16 autocast),
+torch threads, channels_last and torch.compile.
+
+    python benchmarks/bench_train_cpu.py [--model crnn_small_ascii] [--batch-size 32] [--batches 6]
+        [--steps 12] [--threads 1 2] [--max-line-chars 100] [--settings eager,bf16,bf16+cl,bf16+compile]
+
+Rendering is not timed (it runs in data workers during training); every setting steps through the same
+batches. Writes benchmarks/results/bench_train_cpu-<device>-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import statistics
+import time
+
+import torch
+from common import device_name, results_path, write_results  # benchmarks/common.py
+
+from crnn_fast.data.synth import Batch, RenderConfig, SynthGenerator, pad_batch
+from crnn_fast.models.pretrained import load_pretrained
+from crnn_fast.train import ctc_loss
+
+SETTINGS = {
+    "fp32": dict(amp=False, channels_last=False, compile=False),
+    "bf16": dict(amp=True, channels_last=False, compile=False),
+    "bf16+channels_last": dict(amp=True, channels_last=True, compile=False),
+    "bf16+compile": dict(amp=True, channels_last=False, compile=True),
+}
+
+
+def train_step(model, optimizer, batch, charset, opts: dict) -> None:
+    images = batch.images.contiguous(memory_format=torch.channels_last) if opts["channels_last"] else batch.images
+    loss = ctc_loss(model, Batch(images, batch.widths, batch.texts), charset, torch.device("cpu"), opts["amp"])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="shipped model name or .safetensors path")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=6, help="distinct pre-rendered batches")
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per setting (after 3 warm-up steps)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--max-line-chars", type=int, default=100)
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--note", default="", help="recorded in the JSON (e.g. what else the machine was running)")
+    args = parser.parse_args()
+
+    base, charset, _meta = load_pretrained(args.model)
+    gen = SynthGenerator("train", charset=charset, max_line_chars=args.max_line_chars,
+                         render=RenderConfig(max_width=1600))
+    rng = random.Random("bench_train_cpu")
+    samples = sorted((gen.sample(rng) for _ in range(args.batch_size * args.batches)), key=lambda s: s[0].shape[1])
+    batches = [pad_batch([s[0] for s in samples[i:i + args.batch_size]], [s[1] for s in samples[i:i + args.batch_size]])
+               for i in range(0, len(samples), args.batch_size)]
+    mean_width = statistics.mean(b.images.shape[-1] for b in batches)
+    rows = []
+    out = results_path("bench_train_cpu", device_name())
+    print(f"{len(batches)} batches of {args.batch_size}, mean padded width {mean_width:.0f} px")
+    print(f"{'setting':22s} {'threads':>7s} {'images/s':>9s} {'ms/step':>8s}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name in args.settings.split(","):
+            opts = SETTINGS[name]
+            model = copy.deepcopy(base).train()
+            if opts["channels_last"]:
+                model = model.to(memory_format=torch.channels_last)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            step_model = torch.compile(model, dynamic=True) if opts["compile"] else model
+
+            for i in range(3):
+                train_step(step_model, optimizer, batches[i % len(batches)], charset, opts)
+            times = []
+            for i in range(args.steps):
+                start = time.perf_counter()
+                train_step(step_model, optimizer, batches[i % len(batches)], charset, opts)
+                times.append(time.perf_counter() - start)
+            ms = statistics.median(times) * 1e3
+            ips = args.batch_size / (ms / 1e3)
+            rows.append({"impl": name, "threads": threads, "B": args.batch_size, "mean_width": round(mean_width),
+                         "max_line_chars": args.max_line_chars, "median_ms": ms, "images_per_s": ips})
+            print(f"{name:22s} {threads:7d} {ips:9.1f} {ms:8.1f}", flush=True)
+            write_results(out, "train_cpu", rows, note=args.note)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
