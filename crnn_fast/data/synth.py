@@ -837,30 +837,60 @@ class SynthDataset(torch.utils.data.IterableDataset):
 
 # -- the held-out test set ---------------------------------------------------------------------------------
 
-# name -> (text kinds, degraded: True / False / None = either, 50:50); rendered with split="test".
+@dataclass(frozen=True)
+class HeldoutSubset:
+    """One subset of the held-out test: text kinds (cycled), degradation (True / False / None = 50:50),
+    the longest line, and a pool of augmentations of which `forced` are forced on every image."""
+
+    kinds: tuple[str, ...]
+    degraded: bool | None
+    max_line_chars: int = 44
+    pool: tuple[str, ...] = ()
+    forced: int = 0
+
+
+SCAN_AUGMENTATIONS = ("uneven_light", "ink_bleed", "erosion", "binarize", "speckle", "low_res", "rotate",
+                      "background", "noise", "loose_crop", "neighbour_lines")
+CAMERA_AUGMENTATIONS = ("perspective", "curve", "motion_blur", "shadow", "jpeg", "noise", "blur", "rotate",
+                        "low_contrast", "background")
+
+# Rendered with split="test": held-out fonts, words and corpus paragraphs only. The first four are the
+# held-out set of benchmarks/heldout (v1); HELDOUT_V2 those of benchmarks/heldout_v2, rendered from the fonts
+# of scripts/install_training_data.sh.
 HELDOUT_SUBSETS = {
-    "clean_words": (("word",), False),
-    "degraded_words": (("word",), True),
-    "codes_numbers": (("number", "price", "date", "code"), None),
-    "lines": (("line",), None),
+    "clean_words": HeldoutSubset(("word",), False),
+    "degraded_words": HeldoutSubset(("word",), True),
+    "codes_numbers": HeldoutSubset(("number", "price", "date", "code"), None),
+    "lines": HeldoutSubset(("line",), None),
+    "sentences": HeldoutSubset(("sentence",), False, max_line_chars=100),
+    "scan_lines": HeldoutSubset(("sentence", "line"), False, max_line_chars=100, pool=SCAN_AUGMENTATIONS, forced=3),
+    "camera_crops": HeldoutSubset(("word", "code", "price", "line"), False, max_line_chars=32,
+                                  pool=CAMERA_AUGMENTATIONS, forced=3),
 }
+HELDOUT_V1 = ("clean_words", "degraded_words", "codes_numbers", "lines")
+HELDOUT_V2 = ("clean_words", "degraded_words", "codes_numbers", "sentences", "scan_lines", "camera_crops")
 
 
-def render_heldout(subset: str, n: int, *, seed: int = 2024, max_line_chars: int = 44,
+def render_heldout(subset: str, n: int, *, seed: int = 2024, max_line_chars: int | None = None,
                    native: bool = True) -> list[tuple[np.ndarray, str]]:
-    """n test-split samples of a HELDOUT_SUBSETS subset: held-out fonts and words only, the training
-    augmentations, stored at their rendered resolution (native=True). Deterministic in (subset, n, seed)."""
+    """n test-split samples of a HELDOUT_SUBSETS subset: held-out fonts, words and paragraphs only, the
+    training augmentations (and the subset's forced ones), stored at their rendered resolution (native=True).
+    Deterministic in (subset, n, seed) for a given set of installed fonts."""
     if subset not in HELDOUT_SUBSETS:
         raise ValueError(f"subset must be one of {list(HELDOUT_SUBSETS)}, got {subset!r}")
-    kinds, degraded = HELDOUT_SUBSETS[subset]
-    gen = SynthGenerator("test", max_line_chars=max_line_chars)
+    spec = HELDOUT_SUBSETS[subset]
+    gen = SynthGenerator("test", max_line_chars=max_line_chars or spec.max_line_chars,
+                         mix={kind: 1.0 for kind in spec.kinds})
     rng = random.Random(f"heldout/{subset}/{seed}")
     out = []
     for i in range(n):
-        kind = kinds[i % len(kinds)]
+        kind = spec.kinds[i % len(spec.kinds)]
         text = gen.sampler.sample(rng, kind)
         text = "".join(c for c in text if c in gen.charset).strip() or "a"
         font = gen.pick_font(rng)
-        deg = (rng.random() < 0.5) if degraded is None else degraded
-        out.append(render_text(text, font, rng, gen.render_config, degraded=deg, native=native))
+        deg = (rng.random() < 0.5) if spec.degraded is None else spec.degraded
+        config = gen.render_config
+        if spec.forced:
+            config = RenderConfig(force=tuple(rng.sample(spec.pool, spec.forced)), max_width=config.max_width)
+        out.append(render_text(text, font, rng, config, degraded=deg, native=native))
     return out
