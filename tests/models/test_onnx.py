@@ -206,7 +206,7 @@ def test_half_export_reads_the_same_texts(exported_half):
     paths = _heldout_subset(8)
     a = Recognizer.from_pretrained(DEFAULT_MODEL, device="cpu").recognize(paths)
     b = Recognizer.from_pretrained(exported_half[0], device="cpu").recognize(paths)
-    assert sum(x.text == y.text for x, y in zip(a, b)) >= 0.97 * len(paths)
+    assert sum(x.text == y.text for x, y in zip(a, b)) >= 0.99 * len(paths)
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------
