@@ -104,7 +104,8 @@ def test_log_probs_equal_pytorch_for_padded_batches(exported, shipped, B, W):
     np.testing.assert_allclose(log_probs, expected.numpy(), rtol=0, atol=FP32_TOL)
 
 
-@pytest.mark.parametrize("backend", LSTM_BACKENDS, ids=lambda b: f"backend-{b}")  # a bare "cuda" id reads as the GPU mark
+# ids "backend-…": a bare "cuda" id would read as the GPU mark in conftest.py and skip the case here.
+@pytest.mark.parametrize("backend", LSTM_BACKENDS, ids=lambda b: f"backend-{b}")
 def test_any_lstm_backend_exports_the_same_network(shipped, tmp_path, backend):
     model, charset, _ = shipped
     model = copy.deepcopy(model).set_lstm_backend(backend)
