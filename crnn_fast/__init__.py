@@ -21,6 +21,7 @@ _LAZY = {
     "CTCDecoder": ("crnn_fast.decoding", "CTCDecoder"),
     "CTCHypothesis": ("crnn_fast.decoding", "CTCHypothesis"),
     "CharNgramLM": ("crnn_fast.decoding", "CharNgramLM"),
+    "export_onnx": ("crnn_fast.models.onnx", "export_onnx"),
 }
 
 
@@ -55,4 +56,4 @@ def backends() -> dict:
 
 
 __all__ = ["LSTM", "convert_lstm", "ctc_greedy", "ctc_beam_search", "backends", "CRNN", "Charset", "CTCDecoder",
-           "CTCHypothesis", "CharNgramLM", "Recognizer", "__version__"]
+           "CTCHypothesis", "CharNgramLM", "Recognizer", "export_onnx", "__version__"]

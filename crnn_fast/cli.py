@@ -9,6 +9,7 @@
     crnn-fast eval DATA            a folder with labels.tsv or an LMDB: exact match, alnum accuracy, CER
     crnn-fast train                flags or --config FILE (JSON of crnn_fast.train.TrainConfig fields)
     crnn-fast export RUN_DIR OUT   a training run's best checkpoint -> OUT.safetensors + OUT.json
+    crnn-fast export-onnx OUT.onnx a model (--model, default: shipped) -> OUT.onnx + OUT.json for onnxruntime
     crnn-fast render OUT           the held-out test set (held-out fonts and words only)
 """
 
@@ -73,7 +74,7 @@ def _load_recognizer(args):
             options[name] = getattr(args, name)
     try:
         return Recognizer.from_pretrained(args.model, device=args.device, batch_size=args.batch_size, **options)
-    except (FileNotFoundError, WeightsError, ValueError) as e:
+    except (FileNotFoundError, WeightsError, ValueError, ImportError) as e:
         raise SystemExit(_error(f"cannot load model {args.model or '(default)'}: {e}")) from None
 
 
@@ -208,6 +209,23 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_export_onnx(args) -> int:
+    from .models.onnx import export_onnx
+    from .models.pretrained import WeightsError, load_pretrained
+
+    try:
+        model, charset, meta = load_pretrained(args.model)
+    except (FileNotFoundError, WeightsError) as e:
+        return _error(f"cannot load model {args.model or '(default)'}: {e}")
+    try:
+        paths = export_onnx(model, args.out, charset=charset, opset=args.opset, half=args.half,
+                            training=meta.get("training"))
+    except (ValueError, ImportError, OSError) as e:
+        return _error(str(e))
+    print(*paths)
+    return 0
+
+
 def cmd_render(args) -> int:
     from .data.datasets import write_folder
     from .data.synth import HELDOUT_SUBSETS, render_heldout
@@ -225,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p):
-        p.add_argument("--model", default=None, help="shipped model name or .safetensors path (default: shipped)")
+        p.add_argument("--model", default=None, help="shipped model name or a .safetensors / .onnx path")
         p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
         p.add_argument("--batch-size", type=int, default=64)
         p.add_argument("--beam", type=int, default=None, help="beam search with this beam width")
@@ -284,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best.pt")
     p.add_argument("--half", action="store_true", help="store float16 weights")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("export-onnx", help="export a model to ONNX (+ JSON sidecar) for onnxruntime")
+    p.add_argument("out", help="the .onnx file to write; its sidecar goes beside it (.json)")
+    p.add_argument("--model", default=None, help="shipped model name or .safetensors path (default: shipped)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13 to 20 (default 17)")
+    p.add_argument("--half", action="store_true", help="float16 weights and activations (I/O stays float32)")
+    p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("render", help="render the held-out test set (PNG + labels.tsv per subset)")
     p.add_argument("out")

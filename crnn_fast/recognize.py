@@ -37,6 +37,7 @@ from .data.charset import Charset
 from .data.datasets import MAX_WIDTH, ImageError, plan_resize, prepare_image, to_gray
 from .data.synth import pad_batch
 from .models.crnn import CRNN
+from .models.onnx import OnnxCRNN, is_onnx_path
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 PREPROCESS = ("auto", "host", "device")
@@ -101,7 +102,8 @@ class _Loaded:
 class Recognizer:
     """Batched text recognition with a CRNN.
 
-    model: a CRNN whose num_classes matches `charset`; charset: its Charset.
+    model: a CRNN whose num_classes matches `charset`, or an OnnxCRNN (models.onnx.load_onnx: the network runs in
+        onnxruntime, in the precision it was exported in, on its session's device); charset: its Charset.
     device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
     batch_size: images per forward pass (the largest; a CUDA out-of-memory error lowers it for the rest of the run).
     max_width: widest input (pixels at height 32) accepted.
@@ -114,12 +116,12 @@ class Recognizer:
     cuda_graphs: capture the network in a CUDA graph per (batch size, width bucket) and replay it.
     """
 
-    def __init__(self, model: CRNN, charset: Charset, *, device: str | torch.device | None = "auto",
+    def __init__(self, model: CRNN | OnnxCRNN, charset: Charset, *, device: str | torch.device | None = "auto",
                  batch_size: int = 64, max_width: int = MAX_WIDTH, meta: dict | None = None,
                  precision: str = "fp32", preprocess: str = "auto", workers: int | None = None,
                  window_batches: int = 8, cuda_graphs: bool = False):
-        if not isinstance(model, CRNN):
-            raise TypeError(f"model must be a crnn_fast.CRNN, got {type(model).__name__}")
+        if not isinstance(model, (CRNN, OnnxCRNN)):
+            raise TypeError(f"model must be a crnn_fast.CRNN or OnnxCRNN, got {type(model).__name__}")
         if not isinstance(charset, Charset):
             raise TypeError(f"charset must be a crnn_fast.Charset, got {type(charset).__name__}")
         if model.num_classes != charset.num_classes:
@@ -137,9 +139,18 @@ class Recognizer:
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs=True needs a CUDA device, got {self.device}")
         on_cuda = self.device.type == "cuda"
-        self.model = model.to(self.device).eval()
-        if on_cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        if isinstance(model, OnnxCRNN):
+            if self.device != model.device:
+                raise ValueError(f"device {str(self.device)!r} differs from the ONNX model's {str(model.device)!r} "
+                                 "(load_onnx chooses it)")
+            if precision != "fp32" or cuda_graphs:
+                raise ValueError("precision and cuda_graphs do not apply to an ONNX model (its precision is fixed "
+                                 f"at export: {model.precision}); leave them at 'fp32' and False")
+            self.model = model
+        else:
+            self.model = model.to(self.device).eval()
+            if on_cuda:
+                self.model = self.model.to(memory_format=torch.channels_last)
         self.charset = charset
         self.batch_size = batch_size
         self.max_width = max_width
@@ -164,10 +175,19 @@ class Recognizer:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, device="auto",
                         lstm_backend: str = "auto", **kwargs) -> Recognizer:
-        """Load a shipped model by name (default: the package's crnn_small_ascii) or a .safetensors path
-        with its .json sidecar. Raises FileNotFoundError / models.pretrained.WeightsError with the reason."""
+        """Load a shipped model by name (default: the package's crnn_small_ascii), a .safetensors path or an
+        .onnx path (crnn_fast.export_onnx; run in onnxruntime) with its .json sidecar.
+        Raises FileNotFoundError / models.pretrained.WeightsError with the reason."""
         from .models.pretrained import load_pretrained
 
+        if is_onnx_path(name_or_path):
+            from .models.onnx import load_onnx
+
+            if lstm_backend != "auto":
+                raise ValueError(f"lstm_backend={lstm_backend!r} does not apply to an ONNX model (onnxruntime runs "
+                                 "its LSTM nodes)")
+            model, charset, meta = load_onnx(name_or_path, device=device)
+            return cls(model, charset, device=model.device, meta=meta, **kwargs)
         model, charset, meta = load_pretrained(name_or_path, lstm_backend=lstm_backend)
         return cls(model, charset, device=device, meta=meta, **kwargs)
 

@@ -220,7 +220,10 @@ class CRNN(nn.Module):
             raise ValueError(f"widths must be a 1-D integer tensor, got {widths.dtype} of shape {tuple(widths.shape)}")
         if len(widths) and int(widths.min()) < self.min_width:
             raise ValueError(f"widths must be >= {self.min_width}, got {int(widths.min())}")
-        lengths = widths.to(torch.int64)
+        return self._output_lengths(widths.to(torch.int64))
+
+    def _output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """output_lengths without its checks: tensor ops only, so that it traces (ONNX export) for any width."""
         for layer in self.cnn:  # the same size arithmetic as _cnn_output_size, elementwise
             if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
                 kw, sw, pw = _pair(layer.kernel_size)[1], _pair(layer.stride)[1], _pair(layer.padding)[1]
