@@ -31,6 +31,35 @@ def check_log_probs(log_probs, name: str = "log_probs") -> torch.Tensor:
     return log_probs
 
 
+# How the compiled decoders' row scans word bad values (csrc/cpu/ctc_*.cpp, csrc/cuda/ctc_*_cuda.cpp): their python
+# faces re-raise these as the ValueError every other entry point raises.
+NON_FINITE_MESSAGE = "log_probs must not contain NaN or +inf"
+IMPOSSIBLE_FRAME_MESSAGE = "log_probs must give some class a non-zero probability at every frame"
+
+
+def kernel_input_error(exc: RuntimeError) -> ValueError | None:
+    """The ValueError for a compiled decoder's complaint about the values of log_probs, else None."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    if first.startswith((NON_FINITE_MESSAGE, IMPOSSIBLE_FRAME_MESSAGE)):
+        return ValueError(first)
+    return None
+
+
+def check_frames_possible(log_probs: torch.Tensor, lengths: torch.Tensor, name: str = "log_probs") -> None:
+    """Every valid frame (t < lengths[b]) gives some class a non-zero probability: a frame that is -inf for every
+    class is no distribution, and would make every text impossible (beam search) or an impossible path (greedy).
+
+    log_probs: (B, T, C); lengths: (B,) int64 (any device). Raises ValueError naming the first such frame."""
+    B, T, _ = log_probs.shape
+    if T == 0 or log_probs.shape[2] == 0:
+        return
+    empty = log_probs.detach().amax(dim=-1) == float("-inf")  # (B, T)
+    empty &= torch.arange(T, device=log_probs.device) < lengths.to(log_probs.device).unsqueeze(1)
+    if bool(empty.any()):
+        b, t = (int(v) for v in torch.nonzero(empty)[0])
+        raise ValueError(f"{IMPOSSIBLE_FRAME_MESSAGE}: frame {t} of sequence {b} is -inf for every class")
+
+
 def check_lengths(lengths, batch: int, max_len: int, name: str = "lengths",
                   device: torch.device | None = None) -> torch.Tensor:
     """lengths: (B,) integer with 0 <= lengths <= max_len; None means every sequence is max_len long.

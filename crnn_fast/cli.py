@@ -32,6 +32,17 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+def _beam_width(text: str) -> int:
+    """--beam's type: an int in [1, MAX_BEAM_WIDTH], checked when the arguments are parsed."""
+    from .reference.ctc import check_beam_width
+
+    try:
+        return check_beam_width(int(text), "--beam")
+    except ValueError as e:
+        message = str(e) if str(e).startswith("--beam") else f"--beam must be an int, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def _tar_images(path: str) -> Iterator[tuple[str, bytes]]:
     """(path:member, bytes) of the image members of a tar shard (WebDataset style), read as a stream."""
     import tarfile
@@ -246,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default=None, help="shipped model name or a .safetensors / .onnx path")
         p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
         p.add_argument("--batch-size", type=int, default=64)
-        p.add_argument("--beam", type=int, default=None, help="beam search with this beam width")
+        p.add_argument("--beam", type=_beam_width, default=None, help="beam search with this beam width (1-4096)")
         p.add_argument("--lexicon", default=None, help="file of allowed words, one per line")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -38,6 +38,7 @@ from .data.datasets import MAX_WIDTH, ImageError, plan_resize, prepare_image, to
 from .data.synth import pad_batch
 from .models.crnn import CRNN
 from .models.onnx import OnnxCRNN, is_onnx_path
+from .reference.ctc import check_beam_width
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 PREPROCESS = ("auto", "host", "device")
@@ -199,7 +200,8 @@ class Recognizer:
         """Recognise `images`: a list of paths, encoded image bytes, PIL images and/or numpy arrays
         (uint8/uint16/float; gray, RGB, RGBA or palette). A single path / image / array gives a single result,
         a list a list in input order. A bad item gets a result with .error set; the others are still recognised.
-        beam: beam width (CTCDecoder); lexicon: allowed words (a list or a file, one word per line)."""
+        beam: beam width (CTCDecoder), None for greedy decoding, else an int in [1, 4096] (MAX_BEAM_WIDTH: 0 is
+        an error, not greedy); lexicon: allowed words (a list or a file, one word per line)."""
         single = isinstance(images, _SINGLE_TYPES)
         items = [images] if single else list(images)
         bar = None
@@ -224,6 +226,8 @@ class Recognizer:
         fine: memory is bounded by window_batches x batch_size images)."""
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size")
+        if beam is not None:
+            check_beam_width(beam, "beam")
         decoder = self._decoder(beam, lexicon)
         window = (batch_size or self.batch_size) * self.window_batches
         loaded = self._load_all(images, lookahead=window + (batch_size or self.batch_size))

@@ -14,6 +14,15 @@
 namespace crnn_fast {
 namespace beam_checks {
 
+// The documented bounds of the options (crnn_fast/reference/ctc.py MAX_BEAM_WIDTH, MAX_NBEST, MAX_LM_WEIGHT,
+// MAX_INSERTION_BONUS; crnn_fast/decoding/lm.py MAX_ABS_LOG10_BACKOFF): they keep the work bounded and every score
+// finite (see there).
+constexpr int64_t kMaxBeamWidth = 4096;
+constexpr int64_t kMaxNbest = kMaxBeamWidth;
+constexpr double kMaxLMWeight = 1e4;
+constexpr double kMaxInsertionBonus = 1e4;
+constexpr double kMaxAbsLog10Backoff = 1e4;
+
 inline void check_optional_1d(const std::optional<at::Tensor>& x, const char* name, at::ScalarType dtype,
                               const at::Device& device) {
   if (!x.has_value()) return;
@@ -39,8 +48,9 @@ inline void check_inputs_and_options(const at::Tensor& log_probs_in, const at::T
   TORCH_CHECK(C > 0, "log_probs must have at least one class (C > 0)");
   TORCH_CHECK(lengths_in.size(0) == B, "lengths must have B=", B, " entries, got ", lengths_in.size(0));
   TORCH_CHECK(blank >= 0 && blank < C, "blank must be in [0, C=", C, "), got ", blank);
-  TORCH_CHECK(beam_width >= 1, "beam_width must be >= 1, got ", beam_width);
-  TORCH_CHECK(nbest >= 1, "nbest must be >= 1, got ", nbest);
+  TORCH_CHECK(beam_width >= 1 && beam_width <= kMaxBeamWidth, "beam_width must be in [1, ", kMaxBeamWidth, "], got ",
+              beam_width);
+  TORCH_CHECK(nbest >= 1 && nbest <= kMaxNbest, "nbest must be in [1, ", kMaxNbest, "], got ", nbest);
   TORCH_CHECK(C < (1LL << 31), "log_probs has too many classes (C=", C, ")");
   TORCH_CHECK(!top_k.has_value() || *top_k >= 1, "top_k must be >= 1, got ", top_k.value_or(0));
   TORCH_CHECK(!beam_threshold.has_value() || (*beam_threshold >= 0 && !std::isnan(*beam_threshold)),
@@ -48,8 +58,10 @@ inline void check_inputs_and_options(const at::Tensor& log_probs_in, const at::T
   TORCH_CHECK(!blank_skip_threshold.has_value() || (*blank_skip_threshold > 0 && *blank_skip_threshold <= 1),
               "blank_skip_threshold must be in (0, 1], got ", blank_skip_threshold.value_or(0));
   TORCH_CHECK(!token_min_logp.has_value() || !std::isnan(*token_min_logp), "token_min_logp must not be NaN");
-  TORCH_CHECK(std::isfinite(lm_weight) && lm_weight >= 0, "lm_weight must be finite and >= 0, got ", lm_weight);
-  TORCH_CHECK(std::isfinite(insertion_bonus), "insertion_bonus must be finite, got ", insertion_bonus);
+  TORCH_CHECK(lm_weight >= 0 && lm_weight <= kMaxLMWeight, "lm_weight must be in [0, ", kMaxLMWeight, "], got ",
+              lm_weight);
+  TORCH_CHECK(std::fabs(insertion_bonus) <= kMaxInsertionBonus, "insertion_bonus must be in [-", kMaxInsertionBonus,
+              ", ", kMaxInsertionBonus, "], got ", insertion_bonus);
 }
 
 struct TrieSizes {
@@ -149,7 +161,8 @@ inline void check_lm_contents(const int64_t* bk, const double* vals, const int64
   for (int64_t i = 0; i < n.rows; ++i) {
     TORCH_CHECK(!std::isnan(vals[3 * i]) && vals[3 * i] <= 0, "lm_values: log10 probabilities must be <= 0, got ",
                 vals[3 * i]);
-    TORCH_CHECK(std::isfinite(vals[3 * i + 1]), "lm_values: log10 backoffs must be finite, got ", vals[3 * i + 1]);
+    TORCH_CHECK(std::fabs(vals[3 * i + 1]) <= kMaxAbsLog10Backoff, "lm_values: log10 backoffs must be in [-",
+                kMaxAbsLog10Backoff, ", ", kMaxAbsLog10Backoff, "], got ", vals[3 * i + 1]);
     TORCH_CHECK(!std::isnan(vals[3 * i + 2]) && vals[3 * i + 2] <= 0,
                 "lm_values: largest next log10 probabilities must be <= 0, got ", vals[3 * i + 2]);
   }

@@ -151,3 +151,14 @@ def test_a_corrupt_tar_shard_is_a_clear_error(setup, tmp_path):
     shard.write_bytes(b"this is not a tar archive at all" * 40)
     out = _run("recognize", shard, "--model", weights, "--device", "cpu")
     assert out.returncode == 1 and "not a readable tar shard" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("beam", ["0", "16777216", "x"])
+def test_beam_is_checked_when_the_arguments_are_parsed(beam, capsys):
+    # Before: --beam 0 decoded greedily, --beam 16777216 took ten minutes an image.
+    from crnn_fast.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["recognize", "img.png", "--beam", beam])
+    assert "--beam must be" in capsys.readouterr().err
+    assert build_parser().parse_args(["recognize", "img.png", "--beam", "4096"]).beam == 4096

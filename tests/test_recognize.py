@@ -334,3 +334,10 @@ def test_streaming_memory_stays_flat(recognizer):
         if i + 1 in (1500, 5000):
             marks[i + 1] = rss_mb()
     assert marks[5000] - marks[1500] < 16, marks  # 3,500 more images (~6 MB of pixels) must not accumulate
+
+
+@pytest.mark.parametrize("beam", [0, -1, 16777216, 4097])
+def test_beam_out_of_bounds_is_an_error_before_any_image(recognizer, beam):
+    # Before: beam=0 decoded greedily; 16777216 was accepted (ten minutes for one image).
+    with pytest.raises(ValueError, match="^beam must be"):
+        recognizer.recognize([np.zeros((32, 64), np.uint8)], beam=beam)

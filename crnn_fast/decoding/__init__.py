@@ -1,6 +1,6 @@
 """CTC decoding: CTCDecoder (greedy, beam search, lexicon, character n-gram LM), lexicon tries, CharNgramLM."""
 
-from .decoder import LEXICON_MODES, CTCDecoder, CTCHypothesis, segment_confidences  # noqa: I001 (after lm)
+from .decoder import LEXICON_MODES, CTCDecoder, CTCHypothesis  # noqa: I001 (after lm)
 from .lexicon import TrieTensors, compile_trie, encode_lexicon
 from .lm import BoundLM, CharNgramLM, LMTensors
 
@@ -14,5 +14,4 @@ __all__ = [
     "TrieTensors",
     "compile_trie",
     "encode_lexicon",
-    "segment_confidences",
 ]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import crnn_fast.ops.ctc_beam_search as _beam_op
 
-from .._checks import check_lengths, check_log_probs
+from .._checks import IMPOSSIBLE_FRAME_MESSAGE, NON_FINITE_MESSAGE, check_lengths, check_log_probs, kernel_input_error
 from ..reference.ctc import LexiconTrie, check_beam_search_options, ctc_greedy_ref
 from .lexicon import encode_lexicon
 from .lm import BoundLM, CharNgramLM
@@ -29,8 +29,12 @@ class CTCHypothesis(NamedTuple):
         log-probability; lexicon_mode="nearest": the exact CTC log-probability of the word).
     lm_score: the sum over the characters of lm_weight * ln P_lm(char | <s> + text before it) +
         insertion_bonus (0 when neither is used).
-    confidences: per character, its highest probability from its emission frame up to the next character's.
-    frames: per character, the frame at which it is emitted.
+    frames: per character, the frame it is emitted at on the most probable alignment of `text` to the frames
+        (the Viterbi path of the text's CTC lattice; between equally probable alignments the earliest, see
+        crnn_fast.reference.ctc.ctc_alignment_ref). Every decoding mode reports the same frames for the same text.
+    confidences: per character, its highest probability (a frame's softmax output for that character) over the
+        frames that alignment spends on it: the same for the same text in every mode and at any beam width
+        (greedy decoding's best path is the best alignment of its own text).
     """
 
     text: str
@@ -66,8 +70,13 @@ class CTCDecoder:
         End of sentence is not scored.
     nbest: hypotheses returned per item (at most beam_width; fewer when a lexicon leaves fewer).
     backend: "auto" | "cpu" | "cuda" | "ref" (see crnn_fast.ops.ctc_beam_search.resolve_backend).
+    Bounds, checked here (ValueError naming the option): beam_width in [1, 4096] (at most 256 with
+    backend="cuda"), nbest in [1, 4096], lm_weight in [0, 1e4], insertion_bonus in [-1e4, 1e4]
+    (crnn_fast.reference.ctc MAX_BEAM_WIDTH, MAX_NBEST, MAX_LM_WEIGHT, MAX_INSERTION_BONUS); an LM's order at most
+    32 and its log10 backoffs within [-1e4, 1e4] (crnn_fast.decoding.lm).
 
-    decode(log_probs, lengths) expects log-probabilities (log_softmax output), not logits.
+    decode(log_probs, lengths) expects log-probabilities (log_softmax output), not logits: every valid frame must
+    sum to probability 1 (a frame that is -inf for every class is an error in every mode).
     """
 
     def __init__(self, charset, blank: int = 0, beam_width: int = 10, top_k: int | None = None,
@@ -100,6 +109,9 @@ class CTCDecoder:
         if backend not in _beam_op.CTC_BEAM_SEARCH_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, _beam_op.CTC_BEAM_SEARCH_BACKENDS))}, "
                              f"got {backend!r}")
+        if backend == "cuda" and self.beam_width > _beam_op.MAX_CUDA_BEAM_WIDTH:
+            raise ValueError(f"beam_width must be <= {_beam_op.MAX_CUDA_BEAM_WIDTH} with backend='cuda', "
+                             f"got {self.beam_width}")
         self.backend = backend
         if lexicon_mode not in LEXICON_MODES:
             raise ValueError(f"lexicon_mode must be one of {', '.join(map(repr, LEXICON_MODES))}, "
@@ -170,7 +182,7 @@ class CTCDecoder:
             beam_threshold=self.beam_threshold, blank_skip_threshold=self.blank_skip_threshold,
             token_min_logp=self.token_min_logp, lexicon=self._trie, word_separator=self.word_separator,
             lm=self._bound_lm if self.uses_lm else None, lm_weight=self.lm_weight if self.uses_lm else 0.0,
-            insertion_bonus=self.insertion_bonus, nbest=self.nbest, backend=self.backend)
+            insertion_bonus=self.insertion_bonus, nbest=min(self.nbest, self.beam_width), backend=self.backend)
         return self._from_tensors(out.tokens, out.token_lengths, out.token_frames, out.token_confidences,
                                   out.scores, out.acoustic_scores, out.lm_scores)
 
@@ -207,11 +219,13 @@ class CTCDecoder:
             try:
                 out = torch.ops.crnn_fast.ctc_greedy(log_probs.to(device), lengths.to(device), self.blank)
             except RuntimeError as exc:
-                if str(exc).startswith(_beam_op._NON_FINITE):
-                    raise ValueError(str(exc).splitlines()[0]) from None
+                error = kernel_input_error(exc)
+                if error is not None:
+                    raise error from None
                 raise
         tokens, counts, frames = out[0].cpu(), out[1].cpu(), out[2].cpu()
-        conf = segment_confidences(log_probs.detach().cpu(), tokens, frames, lengths)
+        # The best path is the best alignment of its text: its runs give the confidences (peak over each run).
+        conf = torch.where(tokens >= 0, out[3].cpu().double().exp(), 0.0).float()
         path = out[4].cpu().double()
         zeros = torch.zeros_like(path)
         return self._from_tensors(tokens.unsqueeze(1), counts.unsqueeze(1), frames.unsqueeze(1), conf.unsqueeze(1),
@@ -231,46 +245,40 @@ class CTCDecoder:
 # ---------------------------------------------------------------------------------------------------------
 
 
+# Frames per chunk of the normalisation check: bounds its temporary (chunk x C floats).
+_CHECK_CHUNK_ELEMENTS = 4_000_000
+
+
 def _check_normalised(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
-    """Cheap check that log_probs holds log-probabilities: frame 0 of each non-empty item sums to 1."""
-    items = torch.nonzero(lengths > 0).flatten()
-    if items.numel() == 0:
+    """That log_probs holds log-probabilities: every valid frame's logsumexp is 0 (within the dtype's rounding),
+    on log_probs' device, one pass over the values. Names NaN/+inf, a frame that is -inf for every class, and
+    logits."""
+    B, T, C = log_probs.shape
+    if T == 0:
         return
-    first = log_probs[items.to(log_probs.device), 0].detach().double()
-    if not bool((first < math.inf).all()):
-        raise ValueError("log_probs must not contain NaN or +inf")
-    lse = torch.logsumexp(first, dim=-1).cpu()
+    valid = torch.arange(T) < lengths.unsqueeze(1)  # (B, T)
+    if not bool(valid.any()):
+        return
+    dtype = torch.float64 if log_probs.dtype == torch.float64 else torch.float32
+    rows = log_probs.detach().reshape(B * T, C)
+    lse = torch.empty(B * T, dtype=dtype, device=log_probs.device)
+    step = max(1, _CHECK_CHUNK_ELEMENTS // max(1, C))
+    for i in range(0, B * T, step):
+        lse[i:i + step] = torch.logsumexp(rows[i:i + step].to(dtype), dim=-1)
+    lse = torch.where(valid.flatten().to(log_probs.device), lse, torch.zeros((), dtype=dtype, device=lse.device))
+    lse = lse.cpu().view(B, T)
+    if bool(torch.isnan(lse).any() | torch.isposinf(lse).any()):
+        raise ValueError(NON_FINITE_MESSAGE)
+    empty = torch.nonzero(torch.isneginf(lse))
+    if empty.numel():
+        b, t = (int(v) for v in empty[0])
+        raise ValueError(f"{IMPOSSIBLE_FRAME_MESSAGE}: frame {t} of sequence {b} is -inf for every class")
     tol = 1e-3 if log_probs.dtype in (torch.float32, torch.float64) else 3e-2
-    bad = torch.nonzero(~(lse.abs() <= tol)).flatten()
+    bad = torch.nonzero(~(lse.abs() <= tol))
     if bad.numel():
-        b = int(items[bad[0]])
-        raise ValueError(f"log_probs must be log-probabilities (log_softmax over the classes), but frame 0 of item "
-                         f"{b} has logsumexp {float(lse[bad[0]]):.4g} instead of 0; pass logits.log_softmax(-1)")
-
-
-def segment_confidences(log_probs: torch.Tensor, tokens: torch.Tensor, frames: torch.Tensor,
-                        lengths: torch.Tensor) -> torch.Tensor:
-    """Per-token confidence: token i's highest probability over frames [frames[i], frames[i + 1]) (the last
-    token's up to lengths[b]).
-
-    log_probs: (B, T, C); tokens, frames: (B, L) padded with -1 (frames increasing); lengths: (B,).
-    Returns (B, L) float32, 0 where tokens is padding.
-    """
-    B, T, _ = log_probs.shape
-    L = tokens.shape[1]
-    if L == 0 or T == 0:
-        return torch.zeros((B, L), dtype=torch.float32)
-    valid = tokens >= 0
-    starts = torch.zeros((B, T + 1), dtype=torch.int64)
-    starts.scatter_add_(1, torch.where(valid, frames, T), valid.long())
-    index = starts[:, :T].cumsum(1) - 1  # (B, T): the token whose span frame t is in, -1 before the first
-    tok_at = tokens.gather(1, index.clamp(min=0)).clamp(min=0)
-    vals = log_probs.gather(2, tok_at.unsqueeze(-1)).squeeze(-1).double()
-    inside = (index >= 0) & (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1))
-    vals = torch.where(inside, vals, torch.tensor(-math.inf, dtype=torch.float64))
-    best = torch.full((B, L + 1), -math.inf, dtype=torch.float64)
-    best.scatter_reduce_(1, torch.where(inside, index, L), vals, reduce="amax")
-    return torch.where(valid, best[:, :L].exp(), torch.zeros((), dtype=torch.float64)).float()
+        b, t = (int(v) for v in bad[0])
+        raise ValueError(f"log_probs must be log-probabilities (log_softmax over the classes), but frame {t} of item "
+                         f"{b} has logsumexp {float(lse[b, t]):.4g} instead of 0; pass logits.log_softmax(-1)")
 
 
 class _NearestLexicon:
@@ -344,16 +352,11 @@ class _NearestLexicon:
             for w in chosen[b].tolist():
                 if math.isfinite(float(total[b, w])):
                     picks.append((b, w))
-        frames = _viterbi_frames(log_probs, lengths, blank, [self.words[w] for _, w in picks],
-                                 [b for b, _ in picks])
+        frames, token_lp = best_alignments(log_probs, lengths, blank, [self.words[w] for _, w in picks],
+                                           [b for b, _ in picks])
         results: list[list] = [[] for _ in range(B)]
         if picks:
-            S = max(1, max(len(self.words[w]) for _, w in picks))
-            tok = torch.full((len(picks), S), -1, dtype=torch.int64)
-            for i, (_, w) in enumerate(picks):
-                tok[i, :len(self.words[w])] = torch.tensor(self.words[w])
-            items = torch.tensor([b for b, _ in picks])
-            conf = segment_confidences(log_probs.detach().cpu()[items], tok, frames, lengths[items]).tolist()
+            conf = token_lp.exp().float().tolist()
             frames_l = frames.tolist()
             for i, (b, w) in enumerate(picks):
                 L = len(self.words[w])
@@ -362,17 +365,20 @@ class _NearestLexicon:
         return results
 
 
-def _viterbi_frames(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int, labels: Sequence[tuple[int, ...]],
-                    items: Sequence[int]) -> torch.Tensor:
-    """Emission frame of each label token along its best CTC alignment (batched Viterbi).
+def best_alignments(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int, labels: Sequence[tuple[int, ...]],
+                    items: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The most probable alignment of each label, batched: crnn_fast.reference.ctc.ctc_alignment_ref's recursion,
+    tie order and float64 arithmetic, vectorised over the labels.
 
-    labels[i] is aligned to log_probs[items[i], :lengths[items[i]]] (it must have a finite score).
-    Returns (N, max label length) int64 padded with -1.
+    labels[i] (non-empty) is aligned to log_probs[items[i], :lengths[items[i]]] (it must have an alignment of
+    non-zero probability). Returns (N, max label length) int64 frames padded with -1 and float64 token log-probs (each
+    token's highest log-prob over its run) padded with -inf.
     """
     N = len(labels)
     S = max((len(x) for x in labels), default=0)
     if N == 0 or S == 0:
-        return torch.full((N, max(S, 1)), -1, dtype=torch.int64)
+        return (torch.full((N, max(S, 1)), -1, dtype=torch.int64),
+                torch.full((N, max(S, 1)), -math.inf, dtype=torch.float64))
     lp = log_probs.detach().to("cpu", torch.float64)[torch.tensor(items)]  # (N, T, C)
     T = lp.shape[1]
     lens = lengths[torch.tensor(items)]
@@ -380,39 +386,39 @@ def _viterbi_frames(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int, 
     ext = torch.full((N, 2 * S + 1), blank, dtype=torch.int64)
     for i, lab in enumerate(labels):
         ext[i, 1:2 * len(lab):2] = torch.tensor(lab)
-    n_states = 2 * L + 1
-    state_ids = torch.arange(2 * S + 1)
-    valid_state = state_ids.unsqueeze(0) < n_states.unsqueeze(1)
+    valid_state = torch.arange(2 * S + 1).unsqueeze(0) < (2 * L + 1).unsqueeze(1)
     can_skip = torch.zeros_like(ext, dtype=torch.bool)
     can_skip[:, 3::2] = ext[:, 3::2] != ext[:, 1:-2:2]
     emit = lp.gather(2, ext.unsqueeze(1).expand(N, T, 2 * S + 1))  # (N, T, states)
     neg = torch.tensor(-math.inf, dtype=torch.float64)
     alpha = torch.full((N, 2 * S + 1), -math.inf, dtype=torch.float64)
     alpha[:, 0] = emit[:, 0, 0]
-    alpha[:, 1] = torch.where(L > 0, emit[:, 0, 1], neg)
-    back = torch.zeros((T, N, 2 * S + 1), dtype=torch.int8)
+    alpha[:, 1] = emit[:, 0, 1]
+    steps = torch.zeros((T, N, 2 * S + 1), dtype=torch.int64)
     for t in range(1, T):
-        stay = alpha
+        # Predecessors s, s - 1, s - 2 in that order, strictly better to win: ties to the state furthest along.
+        best, step = alpha, torch.zeros_like(ext)
         prev = torch.cat([alpha.new_full((N, 1), -math.inf), alpha[:, :-1]], dim=1)
+        win = prev > best
+        best, step = torch.where(win, prev, best), torch.where(win, 1, step)
         skip = torch.where(can_skip, torch.cat([alpha.new_full((N, 2), -math.inf), alpha[:, :-2]], dim=1), neg)
-        cand = torch.stack([stay, prev, skip], dim=0)
-        best, arg = cand.max(dim=0)
-        new = torch.where(valid_state, best + emit[:, t], neg)
+        win = skip > best
+        best, step = torch.where(win, skip, best), torch.where(win, 2, step)
         active = (t < lens).unsqueeze(1)
-        alpha = torch.where(active, new, alpha)
-        back[t] = torch.where(active, arg, torch.zeros_like(arg)).to(torch.int8)
-    # End on the last label or the blank after it.
-    last = 2 * L - 1
-    end_label = alpha.gather(1, last.clamp(min=0).unsqueeze(1)).squeeze(1)
+        alpha = torch.where(active, torch.where(valid_state, best + emit[:, t], neg), alpha)
+        steps[t] = torch.where(active, step, 0)
+    # End on the final blank unless the last token is strictly better.
     end_blank = alpha.gather(1, (2 * L).unsqueeze(1)).squeeze(1)
-    state = torch.where(end_label >= end_blank, last, 2 * L)
+    end_label = alpha.gather(1, (2 * L - 1).unsqueeze(1)).squeeze(1)
+    state = torch.where(end_blank >= end_label, 2 * L, 2 * L - 1)
     frames = torch.full((N, S), -1, dtype=torch.int64)
+    token_lp = torch.full((N, S), -math.inf, dtype=torch.float64)
     rows = torch.arange(N)
     for t in range(T - 1, -1, -1):
         on = t < lens
         is_label = on & (state % 2 == 1)
-        k = (state - 1) // 2
-        frames[rows[is_label], k[is_label]] = t  # overwritten down to the first frame of the label's run
-        step = back[t, rows, state].long()
-        state = torch.where(on & (t > 0), state - step, state)
-    return frames
+        r, k = rows[is_label], (state // 2)[is_label]
+        frames[r, k] = t  # overwritten down to the first frame of the token's run
+        token_lp[r, k] = torch.maximum(token_lp[r, k], emit[r, t, state[is_label]])
+        state = torch.where(on & (t > 0), state - steps[t, rows, state], state)
+    return frames, token_lp

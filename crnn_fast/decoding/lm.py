@@ -36,6 +36,17 @@ LN10 = 2.302585092994046
 # log10 probability given to <unk> when an ARPA file has none, as KenLM does.
 _MISSING_UNK_LOG10 = -100.0
 _BOS_LOG10 = -99.0  # <s> is never predicted; ARPA writers give it this placeholder
+# Bounds checked when a model is made or read, and again by the compiled decoders (csrc/ctc_beam_search_checks.h):
+# the decoders keep order - 1 context words per prefix (csrc/cpu/ctc_beam_search.cpp kMaxLMOrder), and a bounded
+# backoff keeps every score finite (see crnn_fast.reference.ctc MAX_LM_WEIGHT).
+MAX_LM_ORDER = 32
+MAX_ABS_LOG10_BACKOFF = 1e4
+
+
+def _check_order(order) -> int:
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_LM_ORDER:
+        raise ValueError(f"order must be an int in [1, {MAX_LM_ORDER}], got {order!r}")
+    return order
 
 # 64-bit n-gram keys: fold the words from the last to the first through a splitmix64 step. The C++ side
 # (csrc/cpu/ctc_lm.h) computes the same keys.
@@ -133,14 +144,16 @@ class CharNgramLM:
         change but for float rounding), so that every stored n-gram's context and suffix are stored too,
         which the compiled decoder's lookups rely on. Kneser–Ney models (ours, KenLM's) have them all.
         """
-        if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-            raise ValueError(f"order must be an int >= 1, got {order!r}")
-        self.order = order
+        self.order = _check_order(order)
         self.vocab = list(vocab)
         self._ids = {tok: i for i, tok in enumerate(self.vocab)}
         if len(self._ids) != len(self.vocab):
             raise ValueError("vocab holds a token twice")
         self._ngrams = dict(ngrams)
+        for gram, (_, bow) in self._ngrams.items():
+            if not abs(bow) <= MAX_ABS_LOG10_BACKOFF:
+                raise ValueError(f"ngrams: the log10 backoff of {gram} must be in [-{MAX_ABS_LOG10_BACKOFF:g}, "
+                                 f"{MAX_ABS_LOG10_BACKOFF:g}], got {bow}")
         for special, log10p in ((BOS, _BOS_LOG10), (UNK, _MISSING_UNK_LOG10)):
             if special not in self._ids:
                 self._ids[special] = len(self.vocab)
@@ -169,8 +182,7 @@ class CharNgramLM:
         """Train on sentences (strings; trailing newlines stripped, empty ones skipped), interpolated KN."""
         if isinstance(lines, str):
             raise TypeError("lines must be an iterable of sentences (str), got a single str; use [text]")
-        if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-            raise ValueError(f"order must be an int >= 1, got {order!r}")
+        _check_order(order)
         sentences = []
         for i, line in enumerate(lines):
             if not isinstance(line, str):
@@ -501,6 +513,8 @@ def read_arpa(path: str, encoding: str = "utf-8"):
             fail(i + 1, f"bad count line {lines[i]!r}, expected 'ngram K=COUNT'")
         if k != len(counts) + 1 or c < 0:
             fail(i + 1, f"bad count line {lines[i]!r}: orders must be 1, 2, ... with counts >= 0")
+        if k > MAX_LM_ORDER:
+            fail(i + 1, f"order {k} is more than the decoders support ({MAX_LM_ORDER})")
         counts[k] = c
         i += 1
     if not counts:
@@ -528,8 +542,9 @@ def read_arpa(path: str, encoding: str = "utf-8"):
                 fail(i + 1, "probability and backoff must be numbers")
             if math.isnan(p) or p > 0:
                 fail(i + 1, f"log10 probability must be <= 0, got {fields[0]}")
-            if not math.isfinite(bow):
-                fail(i + 1, f"log10 backoff must be finite, got {fields[k + 1]}")
+            if not abs(bow) <= MAX_ABS_LOG10_BACKOFF:
+                fail(i + 1, f"log10 backoff must be in [-{MAX_ABS_LOG10_BACKOFF:g}, {MAX_ABS_LOG10_BACKOFF:g}], "
+                            f"got {fields[k + 1]}")
             words = fields[1:k + 1]
             if k == 1:
                 if words[0] in ids:

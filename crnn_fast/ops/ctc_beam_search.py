@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from .._checks import FLOAT_DTYPES, check_blank, check_lengths, check_log_probs, check_tensor
+from .._checks import FLOAT_DTYPES, check_blank, check_lengths, check_log_probs, check_tensor, kernel_input_error
 from .._ext import DECODING_BACKENDS, HAS_EXTENSION, resolve_decoding_backend
 from ..decoding.lexicon import TrieTensors, compile_trie
 from ..decoding.lm import BoundLM
@@ -22,11 +22,13 @@ from ..reference.ctc import (
     LexiconTrie,
     check_beam_search_options,
     check_lexicon,
+    ctc_alignment_ref,
     ctc_beam_search_ref,
-    token_confidences_ref,
 )
 
 CTC_BEAM_SEARCH_BACKENDS = DECODING_BACKENDS
+# The CUDA kernel keeps a beam slot per thread (csrc/cuda/ctc_beam_search_kernels.h, kCtcBeamCudaMaxBeam).
+MAX_CUDA_BEAM_WIDTH = 256
 
 
 class BeamSearchOutput(NamedTuple):
@@ -35,9 +37,10 @@ class BeamSearchOutput(NamedTuple):
     tokens: (B, N, T) int64, the class ids of hypothesis n of item b left-aligned, padded with -1.
     token_lengths: (B, N) int64, how many entries of tokens[b, n] are real; -1 where item b has fewer
         than n + 1 hypotheses (a lexicon can leave none).
-    token_frames: (B, N, T) int64, the frame at which each token was emitted, padded with -1.
-    token_confidences: (B, N, T) float32, each token's highest probability from its frame up to the next
-        token's frame, padded with 0.
+    token_frames: (B, N, T) int64, the frame at which each token is emitted on the most probable alignment of the
+        hypothesis's tokens (crnn_fast.reference.ctc.ctc_alignment_ref: ties to the earliest), padded with -1.
+    token_confidences: (B, N, T) float32, each token's highest probability over the frames that alignment spends
+        on it (its run), padded with 0.
     scores, acoustic_scores, lm_scores: (B, N) float64, -inf where there is no hypothesis.
     """
 
@@ -61,6 +64,9 @@ if HAS_EXTENSION:
                               blank_skip_threshold, token_min_logp, trie_offsets, trie_labels, trie_children,
                               trie_is_word, word_separator, lm_keys, lm_values, lm_buckets, lm_filter, lm_token_map,
                               lm_order, lm_bos, lm_weight, insertion_bonus):
+        check_same_device(log_probs, lengths=lengths, trie_offsets=trie_offsets, trie_labels=trie_labels,
+                          trie_children=trie_children, trie_is_word=trie_is_word, lm_keys=lm_keys, lm_values=lm_values,
+                          lm_buckets=lm_buckets, lm_filter=lm_filter, lm_token_map=lm_token_map)
         B, T, _ = log_probs.shape
         ids = log_probs.new_empty((B, nbest, T), dtype=torch.int64)
         return (ids, log_probs.new_empty((B, nbest), dtype=torch.int64), torch.empty_like(ids),
@@ -68,6 +74,14 @@ if HAS_EXTENSION:
                 log_probs.new_empty((B, nbest), dtype=torch.float64),
                 log_probs.new_empty((B, nbest), dtype=torch.float64),
                 log_probs.new_empty((B, nbest), dtype=torch.float64))
+
+
+def check_same_device(log_probs, **tensors) -> None:
+    """The compiled ops' device check (csrc/checks.h CHECK_DEVICE), for the fake impls: a call that mixes a meta
+    tensor with real ones dispatches to the fake impl, which must not return uninitialised tensors for it."""
+    for name, t in tensors.items():
+        if t is not None and t.device != log_probs.device:
+            raise RuntimeError(f"{name} must be on {log_probs.device}, got {t.device}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -132,6 +146,9 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
     if lm is not None and len(lm.labels) != C:
         raise ValueError(f"lm is bound to {len(lm.labels)} classes, log_probs has C={C}")
     chosen = resolve_backend(backend, log_probs.device)
+    if chosen == "cuda" and beam_width > MAX_CUDA_BEAM_WIDTH:
+        raise ValueError(f"beam_width must be <= {MAX_CUDA_BEAM_WIDTH} on CUDA, got {beam_width} "
+                         "(use backend='cpu' for wider beams)")
     trie = _trie_of(lexicon) if lexicon is not None else None
 
     if chosen == "ref":
@@ -141,7 +158,7 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
                                    beam_threshold=beam_threshold, lexicon=trie, word_separator=word_separator,
                                    lm=lm, lm_weight=lm_weight, insertion_bonus=insertion_bonus, nbest=nbest,
                                    blank_skip_threshold=blank_skip_threshold, token_min_logp=token_min_logp)
-        return _pack(hyps, log_probs, lengths, nbest)
+        return _pack(hyps, log_probs, lengths, nbest, blank)
 
     trie, word_separator = check_lexicon(trie, word_separator, C, blank)
     trie_args = (None, None, None, None) if trie is None else tuple(_trie_tensors(trie))
@@ -160,14 +177,12 @@ def ctc_beam_search(log_probs: torch.Tensor, lengths=None, blank: int = 0, beam_
             token_min_logp, *trie_args, word_separator, *lm_args, lm_weight, insertion_bonus)
     except RuntimeError as exc:
         # The kernel checks the values as it reads them (a separate scan would cost as much as a search):
-        # report non-finite input as the ValueError every other entry point raises.
-        if str(exc).startswith(_NON_FINITE):
-            raise ValueError(str(exc).splitlines()[0]) from None
+        # report bad values as the ValueError every other entry point raises.
+        error = kernel_input_error(exc)
+        if error is not None:
+            raise error from None
         raise
     return BeamSearchOutput(*(x.to(log_probs.device) for x in out))
-
-
-_NON_FINITE = "log_probs must not contain NaN or +inf"
 
 
 def check_log_probs_shape(log_probs) -> None:
@@ -180,9 +195,10 @@ def check_log_probs_shape(log_probs) -> None:
         raise ValueError("log_probs has no classes (C=0)")
 
 
-def _pack(hyps, log_probs: torch.Tensor, lengths: torch.Tensor, nbest: int) -> BeamSearchOutput:
+def _pack(hyps, log_probs: torch.Tensor, lengths: torch.Tensor, nbest: int, blank: int) -> BeamSearchOutput:
     """The reference's Hypothesis lists as BeamSearchOutput tensors."""
     B, T, _ = log_probs.shape
+    lp = log_probs.detach().to("cpu", torch.float64)
     tokens = torch.full((B, nbest, T), -1, dtype=torch.int64)
     frames = torch.full((B, nbest, T), -1, dtype=torch.int64)
     conf = torch.zeros((B, nbest, T), dtype=torch.float32)
@@ -197,8 +213,8 @@ def _pack(hyps, log_probs: torch.Tensor, lengths: torch.Tensor, nbest: int) -> B
             if L:
                 tokens[b, n, :L] = torch.tensor(h.tokens)
                 frames[b, n, :L] = torch.tensor(h.frames)
-                conf[b, n, :L] = torch.tensor(
-                    token_confidences_ref(log_probs[b], h.tokens, h.frames, int(lengths[b])))
+                alignment = ctc_alignment_ref(lp[b], h.tokens, int(lengths[b]), blank)
+                conf[b, n, :L] = torch.tensor(alignment.token_logprobs, dtype=torch.float64).exp()
             scores[b, n], acoustic[b, n], lm_scores[b, n] = h.score, h.acoustic_score, h.lm_score
     dev = log_probs.device
     return BeamSearchOutput(tokens.to(dev), token_lengths.to(dev), frames.to(dev), conf.to(dev), scores.to(dev),

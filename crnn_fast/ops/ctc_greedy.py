@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_blank, check_lengths, check_log_probs
+from .._checks import check_blank, check_frames_possible, check_lengths, check_log_probs, kernel_input_error
 from .._ext import DECODING_BACKENDS, HAS_EXTENSION, resolve_decoding_backend
 from ..reference.ctc import GreedyOutput, ctc_greedy_ref
 
@@ -14,6 +14,8 @@ if HAS_EXTENSION:
 
     @torch.library.register_fake("crnn_fast::ctc_greedy")
     def _ctc_greedy_fake(log_probs, lengths, blank):
+        if lengths.device != log_probs.device:  # the compiled op's check: see ctc_beam_search.check_same_device
+            raise RuntimeError(f"lengths must be on {log_probs.device}, got {lengths.device}")
         B, T, _ = log_probs.shape
         score_dtype = torch.float64 if log_probs.dtype == torch.float64 else torch.float32
         ids = log_probs.new_empty((B, T), dtype=torch.int64)
@@ -25,7 +27,8 @@ def ctc_greedy(log_probs: torch.Tensor, lengths=None, blank: int = 0, backend: s
     """Best-path CTC decoding of a batch: argmax every frame, merge repeats, drop blanks.
 
     log_probs: (B, T, C) log-probabilities (logits give the same tokens but not the same scores);
-        float16, bfloat16, float32 or float64, on the CPU or a GPU; NaN and +inf are rejected.
+        float16, bfloat16, float32 or float64, on the CPU or a GPU; NaN and +inf are rejected, and so is a valid
+        frame that is -inf for every class.
     lengths: (B,) valid frames per sequence (default T).
     backend: "auto", "cpu", "cuda" or "ref" (eager reference); see crnn_fast._ext.resolve_decoding_backend.
     Returns a GreedyOutput (see crnn_fast.reference.ctc.GreedyOutput) on log_probs' device.
@@ -37,10 +40,15 @@ def ctc_greedy(log_probs: torch.Tensor, lengths=None, blank: int = 0, backend: s
     chosen = resolve_decoding_backend("ctc_greedy", backend, log_probs.device)
     if chosen == "ref":
         return ctc_greedy_ref(log_probs, lengths, blank)
-    if chosen != log_probs.device.type:  # the CPU kernel for a CUDA tensor: decode on the host
-        out = torch.ops.crnn_fast.ctc_greedy(log_probs.cpu(), lengths.cpu(), blank)
-        return GreedyOutput(*(t.to(log_probs.device) for t in out))
-    return GreedyOutput(*torch.ops.crnn_fast.ctc_greedy(log_probs, lengths, blank))
+    device = torch.device("cpu") if chosen != log_probs.device.type else log_probs.device  # CPU kernel: on the host
+    try:
+        out = torch.ops.crnn_fast.ctc_greedy(log_probs.to(device), lengths.to(device), blank)
+    except RuntimeError as exc:
+        error = kernel_input_error(exc)
+        if error is not None:
+            raise error from None
+        raise
+    return GreedyOutput(*(t.to(log_probs.device) for t in out))
 
 
 def ctc_greedy_torch(log_probs: torch.Tensor, lengths=None, blank: int = 0) -> GreedyOutput:
@@ -52,6 +60,7 @@ def ctc_greedy_torch(log_probs: torch.Tensor, lengths=None, blank: int = 0) -> G
     check_log_probs(log_probs)
     B, T, C = log_probs.shape
     lengths = check_lengths(lengths, B, T, device=log_probs.device)
+    check_frames_possible(log_probs, lengths)
     blank = check_blank(blank, C)
     score_dtype = torch.float64 if log_probs.dtype == torch.float64 else torch.float32
     best_lp, best = log_probs.detach().to(score_dtype).max(dim=-1)  # (B, T)

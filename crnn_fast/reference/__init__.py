@@ -4,23 +4,25 @@ The fast CPU, CUDA and Triton kernels are tested for agreement with these.
 """
 
 from .ctc import (
+                  Alignment,
                   GreedyOutput,
                   Hypothesis,
                   LexiconTrie,
+                  ctc_alignment_ref,
                   ctc_beam_search_ref,
                   ctc_greedy_ref,
                   ctc_score_ref,
-                  token_confidences_ref,
 )
 from .lstm import lstm_ref
 
 __all__ = [
+    "Alignment",
     "GreedyOutput",
     "Hypothesis",
     "LexiconTrie",
+    "ctc_alignment_ref",
     "ctc_beam_search_ref",
     "ctc_greedy_ref",
     "ctc_score_ref",
     "lstm_ref",
-    "token_confidences_ref",
 ]

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from .._checks import check_blank, check_lengths, check_log_probs
+from .._checks import check_blank, check_frames_possible, check_lengths, check_log_probs
 
 
 class GreedyOutput(NamedTuple):
@@ -37,12 +37,14 @@ def ctc_greedy_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = None,
     """Best-path CTC decoding: argmax every frame, merge repeated classes, drop blanks.
 
     log_probs: (B, T, C) log-probabilities (logits give the same tokens, not the same scores).
-    lengths: (B,) number of valid frames per sequence, default T.
+    lengths: (B,) number of valid frames per sequence, default T. A valid frame that is -inf for every class
+        (no class possible) is a ValueError, as in ctc_beam_search_ref.
     Ties in the argmax go to the lowest class id, as torch.argmax.
     """
     check_log_probs(log_probs)
     B, T, C = log_probs.shape
     lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
+    check_frames_possible(log_probs, lengths)
     blank = check_blank(blank, C)
     out_dtype = torch.float64 if log_probs.dtype == torch.float64 else torch.float32
     lp = log_probs.detach().to("cpu", torch.float64)
@@ -254,7 +256,8 @@ class Hypothesis(NamedTuple):
     score: acoustic_score + lm_score, the quantity the search ranks by.
     acoustic_score: log P(tokens | log_probs) summed over the alignments the search kept.
     lm_score: sum over the tokens of lm_weight * lm(context, token) + insertion_bonus.
-    frames: the frame at which each token was emitted (one per token; see ctc_beam_search_ref).
+    frames: the frame at which each token is emitted on the most probable alignment of `tokens`
+        (ctc_alignment_ref; one per token).
     """
 
     tokens: tuple[int, ...]
@@ -364,11 +367,38 @@ class _LexiconRule:
         return len(last) > 0 and self.trie.is_word(last)
 
 
+# Bounds of the beam-search options, checked up front by every entry point (this reference, the op's python face,
+# CTCDecoder, Recognizer, the CLI) and by the C++ ops themselves (csrc/ctc_beam_search_checks.h, same numbers).
+# MAX_BEAM_WIDTH: the search costs about linearly in the beam; at this width a 400-frame line of 96 classes takes
+# ~1.3 s on one core. MAX_NBEST: no search keeps more hypotheses than its beam. MAX_LM_WEIGHT and
+# MAX_INSERTION_BONUS keep every score finite: a score sums at most T terms of lm_weight * ln P_lm + insertion_bonus,
+# and ln P_lm is at most order * MAX_ABS_LOG10_BACKOFF * ln 10 (crnn_fast/decoding/lm.py), so no sum can reach
+# +inf (where the reference and the kernels would stop agreeing: inf - inf is NaN).
+MAX_BEAM_WIDTH = 4096
+MAX_NBEST = MAX_BEAM_WIDTH
+MAX_LM_WEIGHT = 1e4
+MAX_INSERTION_BONUS = 1e4
+
+
+def check_beam_width(beam_width, name: str = "beam_width") -> int:
+    """An int in [1, MAX_BEAM_WIDTH]; errors name the argument (`name`: "beam", "--beam" for other faces)."""
+    beam_width = _check_int(beam_width, name, low=1)
+    if beam_width > MAX_BEAM_WIDTH:
+        raise ValueError(f"{name} must be <= {MAX_BEAM_WIDTH}, got {beam_width}")
+    return beam_width
+
+
 def check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp,
                               lm_weight, insertion_bonus):
-    """The scalar options of a CTC beam search, checked (errors name the argument) and normalised."""
-    beam_width = _check_int(beam_width, "beam_width", low=1)
+    """The scalar options of a CTC beam search, checked (errors name the argument) and normalised.
+
+    beam_width in [1, MAX_BEAM_WIDTH], nbest in [1, MAX_NBEST], top_k >= 1, beam_threshold >= 0,
+    blank_skip_threshold in (0, 1], token_min_logp not NaN, lm_weight in [0, MAX_LM_WEIGHT], |insertion_bonus| <=
+    MAX_INSERTION_BONUS."""
+    beam_width = check_beam_width(beam_width)
     nbest = _check_int(nbest, "nbest", low=1)
+    if nbest > MAX_NBEST:
+        raise ValueError(f"nbest must be <= {MAX_NBEST}, got {nbest}")
     if top_k is not None:
         top_k = _check_int(top_k, "top_k", low=1)
     if beam_threshold is not None:
@@ -385,7 +415,12 @@ def check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_sk
     if lm_weight < 0:
         # A negative weight would turn an LM's -inf (forbidden token) into +inf.
         raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+    if lm_weight > MAX_LM_WEIGHT:
+        raise ValueError(f"lm_weight must be <= {MAX_LM_WEIGHT:g}, got {lm_weight:g}")
     insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
+    if abs(insertion_bonus) > MAX_INSERTION_BONUS:
+        raise ValueError(f"insertion_bonus must be in [-{MAX_INSERTION_BONUS:g}, {MAX_INSERTION_BONUS:g}], "
+                         f"got {insertion_bonus:g}")
     return beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus
 
 
@@ -421,7 +456,8 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
                         token_min_logp: float | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search with optional lexicon constraint and token-level LM.
 
-    log_probs: (B, T, C) log-probabilities, batch first; computed in float64.
+    log_probs: (B, T, C) log-probabilities, batch first; computed in float64. A valid frame that is -inf for
+        every class is a ValueError (every text would have probability zero; greedy decoding rejects it too).
     lengths: (B,) number of valid frames per sequence, default T; frames past lengths[b] are ignored.
     Returns B lists of at most `nbest` Hypothesis, best first. lengths[b] == 0 gives
     [Hypothesis((), 0.0, 0.0, 0.0)].
@@ -452,9 +488,9 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
     or lm_weight == 0 the LM is not called and the term is insertion_bonus alone. Separator tokens count as
     tokens for the LM and the bonus.
 
-    Frames. Each kept prefix carries the frame at which each of its tokens was emitted: a prefix that was
-    in the previous beam keeps its frames (even when an extension merges into it); a prefix new at frame t
-    has exactly one parent y (its tokens but the last) and gets frames(y) + (t,).
+    Frames are not part of the search: each returned hypothesis gets the emission frames of the most probable
+    alignment of its tokens, ctc_alignment_ref(log_probs[b], tokens, lengths[b], blank).frames (the pruning
+    options do not change which alignment that is).
 
     Pruning, after each frame: prefixes with score -inf are dropped; then, if beam_threshold is not None,
     prefixes with score < best_score - beam_threshold; then all but the beam_width best. Beam order
@@ -472,13 +508,15 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
     word_separator requires a lexicon.
 
     lm: callable lm(context: tuple[int, ...], token: int) -> float, a log-probability (may be -inf; NaN
-    and +inf are errors). lm_weight must be >= 0; insertion_bonus any finite number.
-    beam_width, nbest, top_k (when given) must be >= 1; beam_threshold (when given) >= 0;
-    blank_skip_threshold (when given) in (0, 1]; token_min_logp (when given) a number, not NaN.
+    and +inf are errors). lm_weight must be in [0, MAX_LM_WEIGHT]; insertion_bonus in
+    [-MAX_INSERTION_BONUS, MAX_INSERTION_BONUS]. beam_width must be in [1, MAX_BEAM_WIDTH], nbest in
+    [1, MAX_NBEST], top_k (when given) >= 1; beam_threshold (when given) >= 0; blank_skip_threshold (when given)
+    in (0, 1]; token_min_logp (when given) a number, not NaN.
     """
     check_log_probs(log_probs)
     B, T, C = log_probs.shape
     lengths = check_lengths(lengths, B, T, device=torch.device("cpu"))
+    check_frames_possible(log_probs, lengths)
     blank = check_blank(blank, C)
     beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus = \
         check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp,
@@ -506,9 +544,8 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
     results = []
     for b in range(B):
         lm_cache: dict[tuple[int, ...], float] = {(): 0.0}
-        # beam: list of (prefix, p_b, p_nb) in beam order; frames: the emission frames of each kept prefix.
+        # beam: list of (prefix, p_b, p_nb) in beam order.
         beam: list[tuple[tuple[int, ...], float, float]] = [((), 0.0, _NEG_INF)]
-        frames: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
         n_frames = int(lengths[b])
         for t in range(n_frames):
             lp = lp_all[b, t].tolist()
@@ -539,11 +576,11 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
                     _add(next_pnb, yc, (pb if c == e else total) + lp[c])
             final_rule = rule.is_final if rule is not None and t == n_frames - 1 else None
             beam = _prune(next_pb, next_pnb, lm_cache, beam_width, beam_threshold, final_rule)
-            frames = {y: frames[y] if y in frames else frames[y[:-1]] + (t,) for y, _, _ in beam}
         hyps = []
         for y, pb, pnb in beam[:nbest]:
             acoustic = _logaddexp(pb, pnb)
-            hyps.append(Hypothesis(y, acoustic + lm_cache[y], acoustic, lm_cache[y], frames[y]))
+            frames = ctc_alignment_ref(lp_all[b], y, n_frames, blank).frames
+            hyps.append(Hypothesis(y, acoustic + lm_cache[y], acoustic, lm_cache[y], frames))
         results.append(hyps)
     return results
 
@@ -571,22 +608,81 @@ def _prune(next_pb, next_pnb, lm_cache, beam_width, beam_threshold, is_final=Non
     return [(y, pb, pnb) for y, pb, pnb, _ in entries[:beam_width]]
 
 
-def token_confidences_ref(log_probs: torch.Tensor, tokens, frames, length: int | None = None) -> tuple[float, ...]:
-    """Per-token confidence of one decoded sequence: token i's highest probability over the frames from its
-    emission frame up to (not including) the next token's, the last token's up to `length`.
+# ---------------------------------------------------------------------------------------------------------
+# Most probable alignment of a label (the frames and confidences of decoded text)
+# ---------------------------------------------------------------------------------------------------------
 
-    log_probs: (T, C) log-probabilities of one sequence; tokens, frames: as in Hypothesis; length: valid
-    frames (default T). Returns one probability in [0, 1] per token (float64 arithmetic).
+
+class Alignment(NamedTuple):
+    """The most probable CTC alignment of a label (ctc_alignment_ref).
+
+    frames: per token, the frame the alignment emits it at (the first frame of its run).
+    token_logprobs: per token, its highest log-prob over its run (the frames the alignment spends on it); the
+        decoders' per-character confidence is exp of this.
+    logprob: the alignment's log-probability (the sum over the frames of the log-prob of the aligned class).
+    """
+
+    frames: tuple[int, ...]
+    token_logprobs: tuple[float, ...]
+    logprob: float
+
+
+def ctc_alignment_ref(log_probs: torch.Tensor, tokens, length: int | None = None, blank: int = 0) -> Alignment:
+    """The most probable alignment (Viterbi path) of `tokens` in the CTC lattice of one sequence.
+
+    log_probs: (T, C) log-probabilities of one sequence; tokens: the label (class ids other than blank);
+    length: valid frames (default T). An alignment gives each frame t < length a state of the extended label
+    blank, tokens[0], blank, tokens[1], ..., blank (states 0 .. 2L): it starts in state 0 or 1, moves on by 0 or
+    1 state per frame, or by 2 onto a token that differs from the token before it, and ends in state 2L - 1 or
+    2L. Its log-probability is the sum over t of log_probs[t, class of its state at t].
+
+    Computed in float64: alpha_0 = (lp[0, blank], lp[0, tokens[0]], -inf, ...), then per frame t and state s
+        alpha_t[s] = max(alpha_{t-1}[s], alpha_{t-1}[s - 1], alpha_{t-1}[s - 2] if s may skip) + lp[t, class(s)],
+    remembering which predecessor won; the path is traced back from the better of the two final states.
+    Ties go to the earliest alignment: to the predecessor furthest along (s, then s - 1, then s - 2) and to the
+    final blank over the last token. The most probable alignments are closed under taking, frame by frame, the
+    later state of two of them, so this is the one furthest along at every frame: each token's frame is the
+    earliest at which any most probable alignment emits it.
+
+    Raises ValueError when the label has no alignment of non-zero probability (for instance when it needs more
+    than `length` frames). An empty label aligns to blanks only (no frames).
     """
     lp = log_probs.detach().to("cpu", torch.float64)
-    tokens, frames = list(tokens), list(frames)
-    if len(tokens) != len(frames):
-        raise ValueError(f"frames must hold one frame per token: {len(tokens)} tokens, {len(frames)} frames")
     end = lp.shape[0] if length is None else int(length)
-    out = []
-    for i, (tok, f) in enumerate(zip(tokens, frames)):
-        stop = frames[i + 1] if i + 1 < len(frames) else end
-        if not 0 <= f < stop <= end:
-            raise ValueError(f"frames must be increasing and inside [0, {end}), got {frames}")
-        out.append(math.exp(float(lp[f:stop, tok].max())))
-    return tuple(out)
+    rows = lp[:end].tolist()
+    tokens = list(tokens)
+    L = len(tokens)
+    if L == 0:
+        return Alignment((), (), float(sum(row[blank] for row in rows)))
+    if end == 0:
+        raise ValueError(f"tokens {tuple(tokens)} cannot be aligned to 0 frames")
+    ext = [blank if s % 2 == 0 else tokens[s // 2] for s in range(2 * L + 1)]
+    S = len(ext)
+    can_skip = [s % 2 == 1 and s >= 3 and ext[s] != ext[s - 2] for s in range(S)]
+    alpha = [_NEG_INF] * S
+    alpha[0], alpha[1] = rows[0][blank], rows[0][ext[1]]
+    steps = [[0] * S]  # steps[t][s]: by how many states the best path into (t, s) moved at frame t
+    for t in range(1, end):
+        new, step_t = [_NEG_INF] * S, [0] * S
+        for s in range(S):
+            best, step = alpha[s], 0
+            if s >= 1 and alpha[s - 1] > best:
+                best, step = alpha[s - 1], 1
+            if can_skip[s] and alpha[s - 2] > best:
+                best, step = alpha[s - 2], 2
+            new[s] = best + rows[t][ext[s]]
+            step_t[s] = step
+        alpha = new
+        steps.append(step_t)
+    s = S - 1 if alpha[S - 1] >= alpha[S - 2] else S - 2
+    if alpha[s] == _NEG_INF:
+        raise ValueError(f"tokens {tuple(tokens)} have no alignment of non-zero probability to {end} frames")
+    logprob = alpha[s]
+    frames, best_lp = [0] * L, [_NEG_INF] * L
+    for t in range(end - 1, -1, -1):
+        if s % 2 == 1:
+            k = s // 2
+            frames[k] = t  # overwritten down to the first frame of the token's run
+            best_lp[k] = max(best_lp[k], rows[t][ext[s]])
+        s -= steps[t][s]
+    return Alignment(tuple(frames), tuple(best_lp), logprob)

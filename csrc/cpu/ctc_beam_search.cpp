@@ -1,6 +1,6 @@
 // CTC prefix beam search on the CPU, parallel over the batch: per-frame top-k, beam threshold, blank-frame
-// skipping, a lexicon trie (hard constraint), a character n-gram LM (shallow fusion), n-best lists with the
-// emission frame and confidence of every token.
+// skipping, a lexicon trie (hard constraint), a character n-gram LM (shallow fusion), n-best lists; each
+// hypothesis's frames and confidences are those of the most probable alignment of its text (csrc/ctc_align.h).
 //   B batch, T frames, C classes (blank included), K beam width, N nbest, S trie nodes, M LM n-grams.
 //
 // Semantics: exactly crnn_fast.reference.ctc.ctc_beam_search_ref (read its docstring); every score is
@@ -39,12 +39,14 @@
 #include <cfloat>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "../checks.h"
+#include "../ctc_align.h"
 #include "../ctc_beam_search_checks.h"
 #include "ctc_lm.h"
 
@@ -290,9 +292,12 @@ class ChildMap {
   size_t used_ = 0;
 };
 
+// What a sequence's decoding found wrong: a valid row with NaN or +inf, or -inf for every class; or a returned
+// hypothesis whose most probable alignment sums to -inf (log-probs so close to -inf that sums overflow).
+enum class RowStatus { kOk, kNonFinite, kImpossible, kNoAlignment };
+
 struct Entry {  // a prefix in the beam
   int32_t node;
-  int32_t rec;  // its emission frames: a node of the frame-record list
   double pb, pnb, score;
 };
 
@@ -325,8 +330,6 @@ struct Workspace {
   std::vector<int32_t> nctx, kmax;
   std::vector<double> acc, ub;  // ub: ln of the largest LM probability after the node's context
   ChildMap children;
-  // emission frames: a persistent list per prefix
-  std::vector<int32_t> rec_parent, rec_frame;
   // per frame
   std::vector<Entry> beam, next;
   std::vector<Cand> pool;
@@ -358,7 +361,10 @@ struct Workspace {
   std::vector<int32_t> rest, bin_of, bin_start, bin_fill, binned;  // candidates past the sorted ones, in bins
   std::vector<double> rest_key, binned_key, bin_max;
   int32_t stamp = 0;
-  std::vector<int64_t> seq_a, seq_b, out_tok, out_frame;
+  std::vector<int64_t> seq_a, seq_b, out_tok;
+  // the output's alignments (csrc/ctc_align.h): two rows of alpha and the steps table
+  std::vector<double> align_a, align_b;
+  std::vector<uint8_t> align_steps;
 };
 
 template <typename scalar_t>
@@ -366,17 +372,20 @@ class SequenceDecoder {
  public:
   SequenceDecoder(const Params& p, Workspace& w) : P(p), W(w) {}
 
-  // Decodes sequence b (lp: its (T, C) rows); returns false when a valid row holds NaN or +inf.
-  bool run(int64_t b, const scalar_t* lp, int64_t len) {
+  // Decodes sequence b (lp: its (T, C) rows). Returns kOk, or what is wrong with valid row *bad_frame.
+  RowStatus run(int64_t b, const scalar_t* lp, int64_t len, int64_t* bad_frame) {
     reset();
     for (int64_t t = 0; t < len; ++t) {
       const scalar_t* row = lp + t * P.C;
-      if (!scan_row(row)) return false;
-      if (W.beam.empty()) break;
-      step(row, t, t == len - 1);
+      const RowStatus status = scan_row(row);
+      if (status != RowStatus::kOk) {
+        *bad_frame = t;
+        return status;
+      }
+      // An empty beam stays empty; the rows after it are still checked.
+      if (!W.beam.empty()) step(row, t == len - 1);
     }
-    write(b, lp, len);
-    return true;
+    return write(b, lp, len) ? RowStatus::kOk : RowStatus::kNoAlignment;
   }
 
  private:
@@ -386,12 +395,13 @@ class SequenceDecoder {
   double bound_ = kNegInf;  // what a candidate must reach to survive this frame (see offer)
   double loose_ = kNegInf;  // loosen(bound_)
 
-  // Checks a row (false for NaN or +inf) and finds each chunk's and the row's highest non-blank log-prob.
-  bool scan_row(const scalar_t* row) {
+  // Checks a row (NaN or +inf; -inf for every class) and finds each chunk's and the row's highest non-blank
+  // log-prob.
+  RowStatus scan_row(const scalar_t* row) {
     const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
     const int64_t chunks = (P.C + kChunk - 1) / kChunk;
     chunk_max_.resize(chunks);
-    if (!finite_chunk_max(row, P.C, chunk_max_.data())) return false;
+    if (!finite_chunk_max(row, P.C, chunk_max_.data())) return RowStatus::kNonFinite;
     // The blank takes no part in the maxima: its chunk's max again without it.
     const int64_t bc = P.blank / kChunk;
     scalar_t mb = -inf;
@@ -400,7 +410,8 @@ class SequenceDecoder {
     }
     chunk_max_[bc] = mb;
     max_lp_ = static_cast<double>(*std::max_element(chunk_max_.begin(), chunk_max_.end()));
-    return true;
+    if (max_lp_ == kNegInf && row[P.blank] == -inf) return RowStatus::kImpossible;
+    return RowStatus::kOk;
   }
 
   // Appends to W.scratch the classes c with row[c] >= thr, ascending, maybe without the blank; returns how many.
@@ -427,11 +438,9 @@ class SequenceDecoder {
     W.ub.clear();
     W.a0.clear();
     W.children.clear();
-    W.rec_parent.clear();
-    W.rec_frame.clear();
     W.beam.clear();
     new_node(-1, -1, 0, 0.0);
-    W.beam.push_back(Entry{0, -1, 0.0, kNegInf, 0.0});
+    W.beam.push_back(Entry{0, 0.0, kNegInf, 0.0});
   }
 
   int ctx_cap() const { return std::max(P.lm_order - 1, 1); }
@@ -822,7 +831,7 @@ class SequenceDecoder {
   double loose_bound() const { return loose_; }
 
   // ---- one frame ---------------------------------------------------------------------------------------
-  void step(const scalar_t* row, int64_t t, bool last) {
+  void step(const scalar_t* row, bool last) {
     const double lp_blank = static_cast<double>(row[P.blank]);
     const bool skip = P.use_skip && lp_blank >= P.skip_floor;
     const bool final_filter = last && P.use_lexicon;
@@ -922,15 +931,12 @@ class SequenceDecoder {
     for (int32_t k : W.sel) {
       const Cand& c = W.pool[k];
       if (c.node >= 0) {
-        W.next.push_back(Entry{c.node, W.beam[c.slot].rec, c.pb, c.pnb, c.score});
+        W.next.push_back(Entry{c.node, c.pb, c.pnb, c.score});
       } else {
         const Entry& par = W.beam[c.slot];
         const int32_t node =
             child(par.node, c.token, c.trie, c.lm, c.lm_answer >= 0 ? &W.lm_answers[c.lm_answer] : nullptr);
-        const int32_t rec = static_cast<int32_t>(W.rec_parent.size());
-        W.rec_parent.push_back(par.rec);
-        W.rec_frame.push_back(static_cast<int32_t>(t));
-        W.next.push_back(Entry{node, rec, c.pb, c.pnb, c.score});
+        W.next.push_back(Entry{node, c.pb, c.pnb, c.score});
       }
     }
     std::swap(W.beam, W.next);
@@ -1122,9 +1128,12 @@ class SequenceDecoder {
   }
 
   // ---- output --------------------------------------------------------------------------------------------
-  void write(int64_t b, const scalar_t* lp, int64_t len) {
+  // The first N hypotheses of the beam, each with the frames and confidences of its most probable alignment;
+  // false when one has none (see RowStatus::kNoAlignment).
+  bool write(int64_t b, const scalar_t* lp, int64_t len) {
     const int64_t N = P.nbest, T = P.T;
     const int64_t count = std::min<int64_t>(N, static_cast<int64_t>(W.beam.size()));
+    bool aligned = true;
     for (int64_t h = 0; h < N; ++h) {
       const int64_t o = b * N + h;
       int64_t* tok = P.tokens + o * T;
@@ -1134,20 +1143,15 @@ class SequenceDecoder {
       if (h < count) {
         const Entry& e = W.beam[h];
         W.out_tok.clear();
-        W.out_frame.clear();
         for (int32_t n = e.node; n > 0; n = W.parent[n]) W.out_tok.push_back(W.token[n]);
-        for (int32_t r = e.rec; r >= 0; r = W.rec_parent[r]) W.out_frame.push_back(W.rec_frame[r]);
         std::reverse(W.out_tok.begin(), W.out_tok.end());
-        std::reverse(W.out_frame.begin(), W.out_frame.end());
         L = static_cast<int64_t>(W.out_tok.size());
-        for (int64_t i = 0; i < L; ++i) {
-          tok[i] = W.out_tok[i];
-          frm[i] = W.out_frame[i];
-          const int64_t stop = i + 1 < L ? W.out_frame[i + 1] : len;
-          scalar_t m = lp[frm[i] * P.C + tok[i]];
-          for (int64_t f = frm[i] + 1; f < stop; ++f) m = std::max(m, lp[f * P.C + tok[i]]);
-          conf[i] = static_cast<float>(std::exp(static_cast<double>(m)));
-        }
+        std::copy(W.out_tok.begin(), W.out_tok.end(), tok);
+        W.align_a.resize(2 * L + 1);
+        W.align_b.resize(2 * L + 1);
+        W.align_steps.resize(len * ctc_align::row_bytes(L));
+        aligned &= ctc_align::align_sequential(lp, P.C, len, P.blank, tok, L, W.align_a.data(), W.align_b.data(),
+                                               W.align_steps.data(), frm, conf);
         const double acoustic = log_add(e.pb, e.pnb);
         P.scores[o] = acoustic + W.lm[e.node];
         P.acoustic[o] = acoustic;
@@ -1162,6 +1166,7 @@ class SequenceDecoder {
         conf[i] = 0.0f;
       }
     }
+    return aligned;
   }
 
   double max_lp_ = kNegInf;    // the frame's highest non-blank log-prob
@@ -1190,7 +1195,6 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
                                double lm_weight, double insertion_bonus) {
   beam_checks::check_inputs_and_options(log_probs_in, lengths_in, blank, beam_width, nbest, top_k, beam_threshold,
                                         blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus);
-  TORCH_CHECK(beam_width <= (1LL << 24), "beam_width must be <= 2^24, got ", beam_width);
   const at::Device cpu = log_probs_in.device();
   const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
 
@@ -1351,7 +1355,10 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
   P.lm_scores = lm_scores.data_ptr<double>();
 
   std::atomic<int64_t> next_item{0};
-  std::atomic<int64_t> bad_row{-1};
+  // The first problem a worker found (sequence, frame, what), reported after the parallel section.
+  std::mutex bad_mu;
+  int64_t bad_seq = -1, bad_frame = -1;
+  RowStatus bad_status = RowStatus::kOk;
   const int64_t workers = std::min<int64_t>(B, std::max<int>(1, at::get_num_threads()));
   auto run = [&](auto dummy) {
     using scalar_t = decltype(dummy);
@@ -1362,7 +1369,16 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
         Workspace ws;
         SequenceDecoder<scalar_t> dec(P, ws);
         for (int64_t b = next_item++; b < B; b = next_item++) {
-          if (!dec.run(b, data + b * T * C, len[b])) bad_row.store(b);
+          int64_t frame = -1;
+          const RowStatus status = dec.run(b, data + b * T * C, len[b], &frame);
+          if (status != RowStatus::kOk) {
+            std::lock_guard<std::mutex> lock(bad_mu);
+            if (bad_seq < 0 || b < bad_seq) {
+              bad_seq = b;
+              bad_frame = frame;
+              bad_status = status;
+            }
+          }
         }
       }
     });
@@ -1372,7 +1388,13 @@ BeamResult ctc_beam_search_cpu(const at::Tensor& log_probs_in, const at::Tensor&
   } else {
     run(float{});
   }
-  TORCH_CHECK(bad_row.load() < 0, "log_probs must not contain NaN or +inf (sequence ", bad_row.load(), " does)");
+  TORCH_CHECK(bad_status != RowStatus::kNonFinite, "log_probs must not contain NaN or +inf (sequence ", bad_seq,
+              " does)");
+  TORCH_CHECK(bad_status != RowStatus::kImpossible,
+              "log_probs must give some class a non-zero probability at every frame: frame ", bad_frame,
+              " of sequence ", bad_seq, " is -inf for every class");
+  TORCH_CHECK(bad_status != RowStatus::kNoAlignment, "ctc_beam_search: a hypothesis of sequence ", bad_seq,
+              " has no alignment whose log-probability sums to more than -inf (log_probs too close to -inf)");
   return {tokens, token_lengths, token_frames, confidences, scores, acoustic, lm_scores};
 }
 

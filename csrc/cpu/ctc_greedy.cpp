@@ -6,8 +6,8 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <atomic>
 #include <cmath>
+#include <mutex>
 #include <tuple>
 
 #include "../checks.h"
@@ -17,10 +17,26 @@ namespace {
 
 using GreedyResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
+// The first bad row the workers found (lowest sequence), reported after the parallel section.
+struct BadRows {
+  enum Kind { kNone, kNonFinite, kImpossible };
+  std::mutex mu;
+  int64_t seq = -1, frame = -1;
+  Kind kind = kNone;
+  void report(int64_t b, int64_t t, Kind k) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (seq < 0 || b < seq) {
+      seq = b;
+      frame = t;
+      kind = k;
+    }
+  }
+};
+
 template <typename scalar_t, typename acc_t>
 void ctc_greedy_rows(const scalar_t* lp, const int64_t* lengths, int64_t b_begin, int64_t b_end, int64_t T,
                      int64_t C, int64_t blank, int64_t* tokens, int64_t* token_lengths, int64_t* token_frames,
-                     acc_t* token_logprobs, acc_t* path_logprob, std::atomic<int64_t>& bad_row) {
+                     acc_t* token_logprobs, acc_t* path_logprob, BadRows& bad) {
   for (int64_t b = b_begin; b < b_end; ++b) {
     int64_t n = 0;
     int64_t prev = -1;
@@ -39,7 +55,11 @@ void ctc_greedy_rows(const scalar_t* lp, const int64_t* lengths, int64_t b_begin
         }
       }
       if (!finite) {
-        bad_row.store(b);
+        bad.report(b, t, BadRows::kNonFinite);
+        return;
+      }
+      if (best_v == -static_cast<acc_t>(INFINITY)) {  // -inf for every class: no path at all
+        bad.report(b, t, BadRows::kImpossible);
         return;
       }
       path += best_v;
@@ -90,7 +110,7 @@ GreedyResult ctc_greedy_cpu(const at::Tensor& log_probs_in, const at::Tensor& le
   at::Tensor token_frames = at::empty({B, T}, long_opts);
   at::Tensor token_logprobs = at::empty({B, T}, log_probs.options().dtype(acc_type));
   at::Tensor path_logprob = at::empty({B}, log_probs.options().dtype(acc_type));
-  std::atomic<int64_t> bad_row{-1};
+  BadRows bad;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, log_probs.scalar_type(), "ctc_greedy_cpu", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -98,10 +118,13 @@ GreedyResult ctc_greedy_cpu(const at::Tensor& log_probs_in, const at::Tensor& le
       ctc_greedy_rows<scalar_t, acc_t>(log_probs.data_ptr<scalar_t>(), len, b_begin, b_end, T, C, blank,
                                        tokens.data_ptr<int64_t>(), token_lengths.data_ptr<int64_t>(),
                                        token_frames.data_ptr<int64_t>(), token_logprobs.data_ptr<acc_t>(),
-                                       path_logprob.data_ptr<acc_t>(), bad_row);
+                                       path_logprob.data_ptr<acc_t>(), bad);
     });
   });
-  TORCH_CHECK(bad_row.load() < 0, "log_probs must not contain NaN or +inf (sequence ", bad_row.load(), " does)");
+  TORCH_CHECK(bad.kind != BadRows::kNonFinite, "log_probs must not contain NaN or +inf (sequence ", bad.seq, " does)");
+  TORCH_CHECK(bad.kind != BadRows::kImpossible,
+              "log_probs must give some class a non-zero probability at every frame: frame ", bad.frame,
+              " of sequence ", bad.seq, " is -inf for every class");
   return {tokens, token_lengths, token_frames, token_logprobs, path_logprob};
 }
 

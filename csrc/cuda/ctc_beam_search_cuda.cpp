@@ -105,6 +105,7 @@ BeamResult ctc_beam_search_cuda(const at::Tensor& log_probs_in, const at::Tensor
                                 const std::optional<at::Tensor>& lm_filter_in,
                                 const std::optional<at::Tensor>& lm_token_map_in, int64_t lm_order, int64_t lm_bos,
                                 double lm_weight, double insertion_bonus) {
+  TORCH_CHECK(log_probs_in.is_cuda(), "log_probs must be a CUDA tensor, got ", log_probs_in.device());
   beam_checks::check_inputs_and_options(log_probs_in, lengths_in, blank, beam_width, nbest, top_k, beam_threshold,
                                         blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus);
   const at::Device dev = log_probs_in.device();
@@ -241,13 +242,17 @@ BeamResult ctc_beam_search_cuda(const at::Tensor& log_probs_in, const at::Tensor
   at::Tensor scores = at::empty({B, nbest}, dbl_opts);
   at::Tensor acoustic = at::empty({B, nbest}, dbl_opts);
   at::Tensor lm_scores = at::empty({B, nbest}, dbl_opts);
-  at::Tensor status = at::empty({B}, log_probs.options().dtype(at::kInt));
-  int64_t n_nodes = 0, n_ctx = 0, n_acc = 0, n_meta = 0;
-  ctc_beam_search_scratch_sizes(B, T, beam_width, P.lm_order, P.use_lm, &n_nodes, &n_ctx, &n_acc, &n_meta);
+  // status and bad_frames side by side: one copy to the host
+  at::Tensor status_frames = at::empty({2, B}, log_probs.options().dtype(at::kInt));
+  int64_t n_nodes = 0, n_ctx = 0, n_acc = 0, n_meta = 0, n_alpha = 0, n_steps = 0;
+  ctc_beam_search_scratch_sizes(B, T, beam_width, P.lm_order, P.use_lm, &n_nodes, &n_ctx, &n_acc, &n_meta, &n_alpha,
+                                &n_steps);
   at::Tensor nodes = at::empty({n_nodes}, log_probs.options().dtype(at::kInt));
   at::Tensor lm_ctx = at::empty({n_ctx}, long_opts);
   at::Tensor lm_acc = at::empty({n_acc}, dbl_opts);
   at::Tensor lm_meta = at::empty({n_meta}, log_probs.options().dtype(at::kInt));
+  at::Tensor align_alpha = at::empty({n_alpha}, dbl_opts);
+  at::Tensor align_steps = at::empty({n_steps}, log_probs.options().dtype(at::kByte));
   P.tokens = tokens.data_ptr<int64_t>();
   P.out_lengths = token_lengths.data_ptr<int64_t>();
   P.frames = token_frames.data_ptr<int64_t>();
@@ -255,19 +260,27 @@ BeamResult ctc_beam_search_cuda(const at::Tensor& log_probs_in, const at::Tensor
   P.scores = scores.data_ptr<double>();
   P.acoustic = acoustic.data_ptr<double>();
   P.lm_scores = lm_scores.data_ptr<double>();
-  P.status = status.data_ptr<int32_t>();
+  P.status = status_frames.data_ptr<int32_t>();
+  P.bad_frames = P.status + B;
   P.nodes = nodes.data_ptr<int32_t>();
   P.lm_ctx = lm_ctx.data_ptr<int64_t>();
   P.lm_acc = lm_acc.data_ptr<double>();
   P.lm_meta = lm_meta.data_ptr<int32_t>();
+  P.align_alpha = align_alpha.data_ptr<double>();
+  P.align_steps = align_steps.data_ptr<uint8_t>();
 
   const cudaError_t err = launch_ctc_beam_search(P, c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(err == cudaSuccess, "ctc_beam_search CUDA launch failed: ", cudaGetErrorString(err));
-  const at::Tensor status_h = status.cpu();  // synchronises
+  const at::Tensor status_h = status_frames.cpu();  // synchronises
   const int32_t* st = status_h.data_ptr<int32_t>();
+  const int32_t* bad_frame = st + B;
   for (int64_t b = 0; b < B; ++b) {
     TORCH_CHECK(st[b] != 2, "lengths[", b, "] must be in [0, T=", T, "]");
     TORCH_CHECK(st[b] != 1, "log_probs must not contain NaN or +inf (sequence ", b, " does)");
+    TORCH_CHECK(st[b] != 3, "log_probs must give some class a non-zero probability at every frame: frame ",
+                bad_frame[b], " of sequence ", b, " is -inf for every class");
+    TORCH_CHECK(st[b] != 4, "ctc_beam_search: a hypothesis of sequence ", b,
+                " has no alignment whose log-probability sums to more than -inf (log_probs too close to -inf)");
   }
   return {tokens, token_lengths, token_frames, confidences, scores, acoustic, lm_scores};
 }

@@ -19,12 +19,14 @@
 //      kept iff its score >= bound = max(K-th best so far, best - beam_threshold); when the buffer fills
 //      it is sorted and cut to K (raising the bound), so any number of candidates fit in CAP entries;
 //   5. sort the buffer (bitonic, ties by token sequence), cut to K and the threshold: the next beam.
-// Prefixes: every prefix created gets a node (parent, token, frame) in a per-sequence global array: the
-// token sequence and emission frames of a beam entry are its node chain. Prefix identity (to merge y + c
-// with an entry already in the beam) is (64-bit rolling hash of the tokens, length); the node is not an
-// identity (a prefix that leaves the beam and comes back gets a new node, with new frames, as in the
-// reference). A hash collision would need two distinct prefixes of equal length in one frame's beam with
-// equal 64-bit hashes (~K^2 2^-64 per frame).
+// After the last frame, the first N entries are written out; then, one hypothesis at a time, the block computes
+// the most probable alignment of its tokens (csrc/ctc_align.h: the states of a frame spread over the threads,
+// one barrier per frame, the 2-bit steps in global scratch) and thread 0 traces it into frames and confidences.
+// Prefixes: every prefix created gets a node (parent, token) in a per-sequence global array: the token
+// sequence of a beam entry is its node chain. Prefix identity (to merge y + c with an entry already in the
+// beam) is (64-bit rolling hash of the tokens, length); the node is not an identity (a prefix that leaves the
+// beam and comes back gets a new node). A hash collision would need two distinct prefixes of equal length in
+// one frame's beam with equal 64-bit hashes (~K^2 2^-64 per frame).
 // LM state (last O-1 LM words, backoff sums, upper bound) lives per beam slot in global scratch, double-
 // buffered, computed once when the prefix enters the beam (the CPU op's init_lm_state).
 #ifdef CRNN_FAST_CUDA_EMU
@@ -36,6 +38,7 @@
 #include <cfloat>
 #include <cstdint>
 
+#include "../ctc_align.h"
 #include "ctc_beam_search_device.cuh"
 #include "ctc_beam_search_kernels.h"
 
@@ -114,7 +117,7 @@ struct Ctx {
   Scalars& S;
   const scalar_t* lp;  // the sequence's (T, C) rows
   const scalar_t* row;
-  int32_t* nodes;      // (node_cap, 3)
+  int32_t* nodes;      // (node_cap, 2)
   int64_t* lm_ctx;     // (2, K, cap)
   double* lm_acc;      // (2, K, O + 1)
   int32_t* lm_meta;    // (2, K, 2)
@@ -213,9 +216,9 @@ struct Ctx {
   struct Cursor {
     int node, pending, depth;
   };
-  __device__ int cur_tok(const Cursor& a) const { return a.pending >= 0 ? a.pending : nodes[3 * a.node + 1]; }
+  __device__ int cur_tok(const Cursor& a) const { return a.pending >= 0 ? a.pending : nodes[2 * a.node + 1]; }
   __device__ void pop(Cursor& a) const {
-    if (a.pending >= 0) a.pending = -1; else a.node = nodes[3 * a.node];
+    if (a.pending >= 0) a.pending = -1; else a.node = nodes[2 * a.node];
     --a.depth;
   }
   __device__ Cursor cursor_of(int e) const {
@@ -451,6 +454,39 @@ struct Ctx {
   }
 };
 
+// The most probable alignment of hypothesis o (its tokens already written) over the sequence's len rows, by the
+// whole block: writes its frames and confidences. Returns (on every thread) false when it has none.
+template <typename scalar_t>
+__device__ bool align_hypothesis(const CtcBeamSearchParams& P, const scalar_t* lp, int64_t len, int64_t o,
+                                 double* alpha, uint8_t* steps) {
+  const int64_t L = P.out_lengths[o];
+  if (L <= 0) return true;
+  const int64_t* tok = P.tokens + o * P.T;
+  const int64_t S = 2 * L + 1, bytes = ctc_align::row_bytes(L);
+  double* prev = alpha;
+  double* next = alpha + (2 * P.T + 1);
+  for (int64_t s = threadIdx.x; s < S; s += kThreads) prev[s] = ctc_align::initial(lp, tok, P.blank, s);
+  __syncthreads();
+  for (int64_t t = 1; t < len; ++t) {
+    const scalar_t* row = lp + t * P.C;
+    for (int64_t q = threadIdx.x; q < bytes; q += kThreads) {
+      steps[t * bytes + q] = ctc_align::step_cells(prev, next, row, tok, P.blank, S, q);
+    }
+    __syncthreads();
+    double* swap = prev;
+    prev = next;
+    next = swap;
+  }
+  __shared__ int ok;
+  if (threadIdx.x == 0) {
+    ok = ctc_align::trace(prev, steps, lp, P.C, len, tok, L, P.frames + o * P.T, P.confidences + o * P.T);
+  }
+  __syncthreads();
+  const bool r = ok != 0;
+  __syncthreads();  // `ok` is rewritten by the next hypothesis
+  return r;
+}
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearchParams P, int capacity,
                                                                    int64_t node_cap) {
@@ -504,7 +540,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
 
   const int ctx_cap = P.lm_order - 1 > 1 ? P.lm_order - 1 : 1;
   Ctx<scalar_t> X{P, sh, S, static_cast<const scalar_t*>(P.log_probs) + b * P.T * P.C, nullptr,
-                  P.nodes + b * node_cap * 3,
+                  P.nodes + b * node_cap * 2,
                   P.use_lm ? P.lm_ctx + b * 2 * K * ctx_cap : nullptr,
                   P.use_lm ? P.lm_acc + b * 2 * K * (P.lm_order + 1) : nullptr,
                   P.use_lm ? P.lm_meta + b * 2 * K * 2 : nullptr, 0, K, ctx_cap, capacity};
@@ -516,7 +552,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
   }
   // The empty prefix.
   if (tid == 0) {
-    X.nodes[0] = -1; X.nodes[1] = -1; X.nodes[2] = -1;
+    X.nodes[0] = -1; X.nodes[1] = -1;
     S.node_next = 1;
     S.n = 1;
     sh.s_hash[0][0] = ctc_dev::kSeed;
@@ -547,9 +583,16 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
       if (tid == 0) P.status[b] = 1;
       return;
     }
+    if (!__syncthreads_or(row_max > kNegInf)) {  // -inf for every class
+      if (tid == 0) {
+        P.status[b] = 3;
+        P.bad_frames[b] = static_cast<int32_t>(t);
+      }
+      return;
+    }
     if (P.use_token_floor) row_max = block_max(row_max, S);
     const int n = S.n;
-    if (n == 0) break;
+    if (n == 0) continue;  // an empty beam stays empty; the rows after it are still checked
     const double lp_blank = X.lpc(P.blank);
     const bool skip = P.use_skip && lp_blank >= P.skip_floor;
     const bool final_filter = t == len - 1 && P.use_lexicon;
@@ -696,9 +739,8 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
         sh.s_last[nxt][k] = c;
         sh.s_trie[nxt][k] = sh.c_trie[k];
         const int node = atomicAdd(&S.node_next, 1);
-        X.nodes[3 * node] = sh.s_node[cur][j];
-        X.nodes[3 * node + 1] = c;
-        X.nodes[3 * node + 2] = static_cast<int32_t>(t);
+        X.nodes[2 * node] = sh.s_node[cur][j];
+        X.nodes[2 * node + 1] = c;
         sh.s_node[nxt][k] = node;
         if (P.use_lm) X.init_lm(nxt, k, cur, j, c);
       }
@@ -712,7 +754,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
     __syncthreads();
   }
 
-  // Output: the beam in order, its first N entries.
+  // Output: the beam in order, its first N entries; then their alignments.
   const int cur = X.cur;
   const int count = static_cast<int>(S.n < P.nbest ? S.n : P.nbest);
   for (int64_t h = tid; h < P.nbest; h += kThreads) {
@@ -726,15 +768,8 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
       L = sh.s_len[cur][k];
       int node = sh.s_node[cur][k];
       for (int64_t i = L - 1; i >= 0; --i) {
-        tok[i] = X.nodes[3 * node + 1];
-        frm[i] = X.nodes[3 * node + 2];
-        node = X.nodes[3 * node];
-      }
-      for (int64_t i = 0; i < L; ++i) {
-        const int64_t stop = i + 1 < L ? frm[i + 1] : len;
-        scalar_t mv = X.lp[frm[i] * P.C + tok[i]];
-        for (int64_t f = frm[i] + 1; f < stop; ++f) mv = max(mv, X.lp[f * P.C + tok[i]]);
-        conf[i] = static_cast<float>(exp(static_cast<double>(mv)));
+        tok[i] = X.nodes[2 * node + 1];
+        node = X.nodes[2 * node];
       }
       const double acoustic = log_add(sh.s_pb[cur][k], sh.s_pnb[cur][k]);
       P.scores[o] = acoustic + sh.s_lm[cur][k];
@@ -750,7 +785,12 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
       conf[i] = 0.0f;
     }
   }
-  if (tid == 0) P.status[b] = 0;
+  __syncthreads();  // the tokens and lengths above are read by the whole block below
+  bool aligned = true;
+  double* alpha = P.align_alpha + b * 2 * (2 * P.T + 1);
+  uint8_t* steps = P.align_steps + b * P.T * ctc_align::row_bytes(P.T);
+  for (int h = 0; h < count; ++h) aligned &= align_hypothesis(P, X.lp, len, b * P.nbest + h, alpha, steps);
+  if (tid == 0) P.status[b] = aligned ? 0 : 4;
 }
 
 int capacity_for(int64_t K) { return K <= 128 ? 512 : 1024; }
@@ -785,8 +825,11 @@ cudaError_t launch_typed(const CtcBeamSearchParams& p, cudaStream_t stream) {
 }  // namespace
 
 void ctc_beam_search_scratch_sizes(int64_t B, int64_t T, int64_t K, int lm_order, bool use_lm, int64_t* nodes,
-                                   int64_t* lm_ctx, int64_t* lm_acc, int64_t* lm_meta) {
-  *nodes = B * (1 + T * K) * 3;
+                                   int64_t* lm_ctx, int64_t* lm_acc, int64_t* lm_meta, int64_t* align_alpha,
+                                   int64_t* align_steps) {
+  *nodes = B * (1 + T * K) * 2;
+  *align_alpha = B * 2 * (2 * T + 1);
+  *align_steps = B * T * ctc_align::row_bytes(T);
   const int64_t cap = lm_order - 1 > 1 ? lm_order - 1 : 1;
   *lm_ctx = use_lm ? B * 2 * K * cap : 1;
   *lm_acc = use_lm ? B * 2 * K * (lm_order + 1) : 1;

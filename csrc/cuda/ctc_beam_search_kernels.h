@@ -50,17 +50,24 @@ struct CtcBeamSearchParams {
   double* scores;        // (B, N)
   double* acoustic;      // (B, N)
   double* lm_scores;     // (B, N)
-  int32_t* status;       // (B,) out: 0 ok, 1 NaN/+inf in a valid row, 2 lengths[b] outside [0, T]
+  int32_t* status;       // (B,) out: 0 ok, 1 NaN/+inf in a valid row, 2 lengths[b] outside [0, T], 3 a valid
+                         // row -inf for every class (its frame in bad_frames[b]), 4 a hypothesis with no
+                         // alignment of log-probability > -inf
+  int32_t* bad_frames;   // (B,) out, where status is 3
   // scratch, sizes from ctc_beam_search_scratch_sizes
-  int32_t* nodes;        // (B, node_cap, 3): parent, token, frame of every prefix created
+  int32_t* nodes;        // (B, node_cap, 2): parent, token of every prefix created
   int64_t* lm_ctx;       // (B, 2, K, max(O - 1, 1))
   double* lm_acc;        // (B, 2, K, O + 1): backoff sums A[k]; slot O holds the context's upper bound
   int32_t* lm_meta;      // (B, 2, K, 2): number of context words, longest stored context
+  double* align_alpha;   // (B, 2, 2T + 1): two frames of the output alignments' alpha (csrc/ctc_align.h)
+  uint8_t* align_steps;  // (B, T, ceil((2T + 1) / 4)): their packed 2-bit steps
 };
 
-// Elements of each scratch tensor (nodes in int32, lm_ctx in int64, lm_acc in double, lm_meta in int32).
+// Elements of each scratch tensor (nodes in int32, lm_ctx in int64, lm_acc in double, lm_meta in int32,
+// align_alpha in double, align_steps in uint8).
 void ctc_beam_search_scratch_sizes(int64_t B, int64_t T, int64_t K, int lm_order, bool use_lm, int64_t* nodes,
-                                   int64_t* lm_ctx, int64_t* lm_acc, int64_t* lm_meta);
+                                   int64_t* lm_ctx, int64_t* lm_acc, int64_t* lm_meta, int64_t* align_alpha,
+                                   int64_t* align_steps);
 
 cudaError_t launch_ctc_beam_search(const CtcBeamSearchParams& p, cudaStream_t stream);
 

@@ -1,6 +1,5 @@
 // Torch glue of the CUDA greedy CTC decoder: checks, allocation, device guard, current stream.
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/any.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -26,6 +25,7 @@ FloatType float_type(at::ScalarType t) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ctc_greedy_cuda(
     const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank) {
+  TORCH_CHECK(log_probs_in.is_cuda(), "log_probs must be a CUDA tensor, got ", log_probs_in.device());
   CHECK_DIM(log_probs_in, 3);
   CHECK_FLOATING(log_probs_in);
   CHECK_DIM(lengths_in, 1);
@@ -71,7 +71,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ctc_greed
   p.bad_input = bad_input.data_ptr<int32_t>();
   const cudaError_t err = launch_ctc_greedy(p, c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(err == cudaSuccess, "ctc_greedy CUDA launch failed: ", cudaGetErrorString(err));
-  TORCH_CHECK(!at::any(bad_input).item<bool>(), "log_probs must not contain NaN or +inf");
+  const at::Tensor bad_h = bad_input.cpu();  // synchronises
+  const int32_t* bad = bad_h.data_ptr<int32_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    TORCH_CHECK(!(bad[b] & 1), "log_probs must not contain NaN or +inf (sequence ", b, " does)");
+    TORCH_CHECK(!(bad[b] & 2), "log_probs must give some class a non-zero probability at every frame: sequence ", b,
+                " has a frame that is -inf for every class");
+  }
   return {tokens, token_lengths, token_frames, token_logprobs, path_logprob};
 }
 

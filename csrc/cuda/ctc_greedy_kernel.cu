@@ -56,7 +56,8 @@ __global__ void ctc_greedy_kernel(const scalar_t* __restrict__ log_probs, const 
         best = other;
       }
     }
-    if (!__all_sync(0xffffffffu, finite) && lane == 0) bad = 1;
+    if (!__all_sync(0xffffffffu, finite) && lane == 0) atomicOr(&bad, 1);
+    if (lane == 0 && best_v == -INFINITY) atomicOr(&bad, 2);  // -inf for every class (no NaN: see above)
     if (lane == 0) {
       best_class[b * T + t] = best;
       best_logprob[b * T + t] = best_v;

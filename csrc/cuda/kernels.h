@@ -21,7 +21,8 @@ struct CtcGreedyParams {
   void* path_logprob;      // (B,) out, same type as token_logprobs
   int32_t* best_class;     // (B, T) scratch
   void* best_logprob;      // (B, T) scratch, same type as token_logprobs
-  int32_t* bad_input;      // (B,) out: 1 where a frame held NaN or +inf
+  int32_t* bad_input;      // (B,) out: bit 0 where a valid frame held NaN or +inf, bit 1 where one was -inf for
+                           // every class
 };
 
 cudaError_t launch_ctc_greedy(const CtcGreedyParams& p, cudaStream_t stream);

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from ctc_brute_force import best_alignment, dyadic_log_probs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crnn_fast import _ext
 from crnn_fast.data import Charset
 from crnn_fast.decoding import CharNgramLM, CTCDecoder, CTCHypothesis
-from crnn_fast.reference.ctc import ctc_beam_search_ref, ctc_greedy_ref, ctc_score_ref, token_confidences_ref
+from crnn_fast.reference.ctc import ctc_alignment_ref, ctc_beam_search_ref, ctc_greedy_ref, ctc_score_ref
 
 needs_extension = pytest.mark.skipif(not _ext.HAS_EXTENSION, reason=f"crnn_fast._C not built: {_ext.EXTENSION_ERROR}")
 BACKENDS = ["ref"] + (["cpu"] if _ext.HAS_EXTENSION else [])
@@ -73,8 +73,11 @@ def test_greedy_is_best_path(backend):
         assert h.frames == tuple(ref.token_frames[b, :n].tolist())
         assert h.score == pytest.approx(float(ref.path_logprob[b]), abs=1e-5)
         assert h.lm_score == 0.0 and h.acoustic_score == h.score
-        assert h.confidences == pytest.approx(token_confidences_ref(lp[b], h.tokens, h.frames, int(lengths[b])),
-                                              rel=1e-6)
+        # The best path is the best alignment of its own text: confidences are the peaks over its runs.
+        assert h.confidences == pytest.approx(tuple(ref.token_logprobs[b, :n].double().exp().tolist()), rel=1e-6)
+        alignment = ctc_alignment_ref(lp[b], h.tokens, int(lengths[b]))
+        assert h.frames == alignment.frames
+        assert h.confidences == pytest.approx(tuple(math.exp(v) for v in alignment.token_logprobs), rel=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -131,6 +134,97 @@ def test_nbest_and_dtypes():
         assert [[h.tokens for h in x] for x in got] == [[h.tokens for h in x] for x in ref]
     # lengths as a list; a charset given as a str
     assert CTCDecoder(ALNUM.characters, beam_width=4).decode(lp, [12, 5])[0][0].text == out[0][0].text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# frames and confidences: the most probable alignment of the text, in every mode (issue 16, item 1)
+# ---------------------------------------------------------------------------------------------------------
+
+CAT = Charset("acrt")  # classes: blank, a, c, r, t
+
+
+def cat_log_probs():
+    """The issue's example: 'cat' with c peaking on frames 2-3, a on 5, t on 8, blank elsewhere (10 frames)."""
+    logits = torch.zeros(1, 10, CAT.num_classes, dtype=torch.float64)
+    for t in range(10):
+        logits[0, t, {2: 2, 3: 2, 5: 1, 8: 4}.get(t, 0)] = 8.0
+    return logits.log_softmax(-1).float()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_issue_example_frames_and_confidences_in_every_mode(backend):
+    # Before: beam 10 gave frames (0, 3, 8), beam 1000 (0, 1, 6) with confidences [0.002, 0.95, 0.95], the
+    # lexicon (0, 1, 2) and [0.002, 0.002, 0.95].
+    lp = cat_log_probs()
+    peak = math.exp(8) / (math.exp(8) + 4)
+    words = ["cat", "car", "act"]
+    modes = [dict(beam_width=K) for K in (1, 10, 1000)] + [
+        dict(beam_width=10, lexicon=words), dict(beam_width=1000, lexicon=words),
+        dict(lexicon=words, lexicon_mode="nearest"), dict(beam_width=10, insertion_bonus=0.5)]
+    for kwargs in modes:
+        (h, *_) = CTCDecoder(CAT, backend=backend, **kwargs).decode(lp)[0]
+        assert h.text == "cat" and h.frames == (2, 5, 8), kwargs
+        assert h.confidences == pytest.approx((peak,) * 3, rel=1e-6), kwargs
+
+
+def test_confidences_equal_greedys_for_the_same_text():
+    texts = ["hello", "abc", "mississippi", "a1b2"]
+    lp = torch.cat([peaked_for(texts, ALNUM, 26, seed=3, noise=1.5, peak=4.0),
+                    log_probs_for(2, 26, ALNUM.num_classes, seed=4, scale=1.0)])
+    greedy = CTCDecoder(ALNUM, beam_width=1, backend="ref").decode(lp)
+    others = ["zzz", "qq", "x"]
+    found = 0
+    for kwargs in [dict(beam_width=10, nbest=10), dict(beam_width=1000, nbest=100)]:
+        for b, hyps in enumerate(CTCDecoder(ALNUM, **kwargs).decode(lp)):
+            for h in hyps:
+                if h.text == greedy[b][0].text:
+                    found += 1
+                    assert h.frames == greedy[b][0].frames
+                    assert h.confidences == pytest.approx(greedy[b][0].confidences, rel=1e-6)
+    for b, (g,) in enumerate(greedy):
+        if not g.text:
+            continue
+        for kwargs in [dict(beam_width=10, lexicon=[g.text] + others, nbest=4),
+                       dict(lexicon=[g.text] + others, lexicon_mode="nearest", nbest=4)]:
+            (h,) = [h for h in CTCDecoder(ALNUM, **kwargs).decode(lp[b:b + 1])[0] if h.text == g.text]
+            found += 1
+            assert h.frames == g.frames
+            assert h.confidences == pytest.approx(g.confidences, rel=1e-6)
+    assert found >= 3 * len(texts)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nearest_word_alignments_on_exact_ties(seed):
+    # Dyadic log-probs normalised only approximately would be rejected: compare the helper directly.
+    from crnn_fast.decoding.decoder import best_alignments
+
+    lp = dyadic_log_probs(3, 7, 4, seed)
+    labels = [(1, 2), (3, 3), (1,), (2, 1, 3)]
+    items = [0, 1, 2, 0]
+    lengths = torch.tensor([7, 6, 5])
+    frames, token_lp = best_alignments(lp, lengths, 0, labels, items)
+    for i, (label, b) in enumerate(zip(labels, items)):
+        want_frames, want_lp = best_alignment(lp[b], label, int(lengths[b]))
+        assert tuple(frames[i, :len(label)].tolist()) == want_frames
+        assert tuple(token_lp[i, :len(label)].tolist()) == want_lp
+
+
+def test_every_frame_must_be_a_distribution():
+    # Before, only frame 0 was checked: logits (or an impossible frame) later on decoded silently.
+    good = log_probs_for(2, 6, 37, seed=0)
+    logits = good.clone()
+    logits[1, 4] *= 3
+    impossible = good.clone()
+    impossible[0, 5] = -math.inf
+    for kwargs in (dict(beam_width=1), dict(beam_width=4), dict(lexicon=["ab"], lexicon_mode="nearest")):
+        dec = CTCDecoder(ALNUM, **kwargs)
+        with pytest.raises(ValueError, match="^log_probs must be log-probabilities .* frame 4 of item 1"):
+            dec.decode(logits)
+        with pytest.raises(ValueError, match="^log_probs must give some class a non-zero probability at every "
+                                             "frame: frame 5 of sequence 0"):
+            dec.decode(impossible)
+        dec.decode(logits, [6, 4])  # past lengths[b] a frame is not looked at
+        dec.decode(impossible, [5, 6])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -276,24 +370,6 @@ def test_nearest_word_scores_are_exact(blank):
     assert out[3] == []  # no frames: no word fits
 
 
-def brute_force_viterbi_frames(lp, label, blank):
-    """Emission frames of the most probable single path that collapses to `label` (tiny inputs only)."""
-    T, C = lp.shape
-    best, best_path = -math.inf, None
-    for path in itertools.product(range(C), repeat=T):
-        out, frames, prev = [], [], None
-        for t, k in enumerate(path):
-            if k != blank and k != prev:
-                out.append(k)
-                frames.append(t)
-            prev = k
-        if tuple(out) == tuple(label):
-            s = sum(float(lp[t, k]) for t, k in enumerate(path))
-            if s > best:
-                best, best_path = s, tuple(frames)
-    return best_path
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_nearest_word_frames_follow_the_best_alignment(seed):
     charset = Charset("ab")
@@ -302,8 +378,9 @@ def test_nearest_word_frames_follow_the_best_alignment(seed):
     out = CTCDecoder(charset, lexicon=words, lexicon_mode="nearest", nbest=5).decode(lp)[0]
     assert len(out) == 5
     for h in out:
-        assert h.frames == brute_force_viterbi_frames(lp[0], h.tokens, 0)
-        assert h.confidences == pytest.approx(token_confidences_ref(lp[0], h.tokens, h.frames), rel=1e-6)
+        frames, token_lp = best_alignment(lp[0], h.tokens)
+        assert h.frames == frames
+        assert h.confidences == pytest.approx(tuple(math.exp(v) for v in token_lp), rel=1e-6)
 
 
 def test_nearest_word_with_lm(english_lm):
@@ -348,6 +425,12 @@ CONSTRUCTOR_BAD = [
     (dict(token_min_logp="-5"), TypeError, "token_min_logp"),
     (dict(lm_weight=-0.5), ValueError, "lm_weight"),
     (dict(insertion_bonus=math.inf), ValueError, "insertion_bonus"),
+    (dict(insertion_bonus=1e308), ValueError, "insertion_bonus"),
+    (dict(beam_width=4097), ValueError, "beam_width"),
+    (dict(beam_width=16777216), ValueError, "beam_width"),
+    (dict(beam_width=300, backend="cuda"), ValueError, "beam_width"),
+    (dict(nbest=10**7), ValueError, "nbest"),
+    (dict(lm_weight=1e5), ValueError, "lm_weight"),
     (dict(backend="gpu"), ValueError, "backend"),
     (dict(lexicon_mode="fuzzy", lexicon=["a"]), ValueError, "lexicon_mode"),
     (dict(lexicon=[]), ValueError, "lexicon"),

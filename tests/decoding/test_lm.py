@@ -169,7 +169,7 @@ def test_missing_context_ngrams_are_added(tmp_path):
     (lambda s: s.replace("-0.6\ta\t-0.2", "-0.6\ta b c d"), "fields"),
     (lambda s: s.replace("-0.6\ta\t-0.2", "x\ta\t-0.2"), "must be numbers"),
     (lambda s: s.replace("-0.6\ta\t-0.2", "0.6\ta\t-0.2"), "must be <= 0"),
-    (lambda s: s.replace("-0.6\ta\t-0.2", "-0.6\ta\tnan"), "backoff must be finite"),
+    (lambda s: s.replace("-0.6\ta\t-0.2", "-0.6\ta\tnan"), "backoff must be in"),
     (lambda s: s.replace("-0.5\t<space> a", "-0.5\t<space> q"), "not among the unigrams"),
     (lambda s: s.replace("-0.7\tb\t-0.25", "-0.7\ta\t-0.25"), "appears twice"),
     (lambda s: s.replace("\\end\\", ""), "expected .end."),
@@ -266,3 +266,27 @@ def test_missing_suffix_ngrams_are_added_and_decoding_agrees(tmp_path):
             L = int(out.token_lengths[b, n])
             assert tuple(out.tokens[b, n, :L].tolist()) == h.tokens
             assert float(out.scores[b, n]) == pytest.approx(h.score, rel=1e-12)
+
+
+def test_order_and_backoff_bounds():
+    # Before: order 50 and a backoff of 1e300 passed here and failed in the decoder (or made scores infinite).
+    from crnn_fast.decoding.lm import MAX_ABS_LOG10_BACKOFF, MAX_LM_ORDER
+
+    with pytest.raises(ValueError, match=rf"^order must be an int in \[1, {MAX_LM_ORDER}\]"):
+        CharNgramLM.from_text(["ab"], MAX_LM_ORDER + 1)
+    with pytest.raises(ValueError, match="^order must be"):
+        CharNgramLM(50, ["a"], {(0,): (-0.1, 0.0)})
+    with pytest.raises(ValueError, match="^ngrams: the log10 backoff"):
+        CharNgramLM(2, ["a"], {(0,): (-0.1, 1e300)})
+    CharNgramLM(2, ["a"], {(0,): (-0.1, MAX_ABS_LOG10_BACKOFF)})
+
+
+def test_arpa_backoff_and_order_bounds(tmp_path):
+    path = tmp_path / "big.arpa"
+    path.write_text(KENLM_STYLE.replace("-0.6\ta\t-0.2", "-0.6\ta\t1e300"))
+    with pytest.raises(ValueError, match="backoff must be in"):
+        CharNgramLM.load(path)
+    counts = "".join(f"ngram {k}=0\n" for k in range(1, 51))
+    path.write_text(f"\\data\\\n{counts}\n\\end\\\n")
+    with pytest.raises(ValueError, match="order 33 is more than the decoders support"):
+        CharNgramLM.load(path)

@@ -11,7 +11,7 @@ extern "C" int emu_ctc_beam_search(
     const int64_t* trie_children, const bool* trie_is_word, int64_t separator, int use_lm, const uint64_t* lm_keys,
     const double* lm_values, double lm_max_unigram, const int64_t* lm_buckets, int lm_shift, const uint64_t* lm_filter, int64_t lm_filter_words, const int64_t* lm_token_map, int lm_order,
     int64_t lm_bos, double lm_weight, double bonus, int64_t* tokens, int64_t* out_lengths, int64_t* frames,
-    float* confidences, double* scores, double* acoustic, double* lm_scores, int32_t* status) {
+    float* confidences, double* scores, double* acoustic, double* lm_scores, int32_t* status, int32_t* bad_frames) {
   using namespace crnn_fast;
   CtcBeamSearchParams p{};
   p.log_probs = log_probs; p.is_double = is_double; p.lengths = lengths;
@@ -26,12 +26,15 @@ extern "C" int emu_ctc_beam_search(
   p.lm_token_map = lm_token_map; p.lm_order = use_lm ? lm_order : 1; p.lm_bos = lm_bos;
   p.lm_weight = lm_weight; p.bonus = bonus;
   p.tokens = tokens; p.out_lengths = out_lengths; p.frames = frames; p.confidences = confidences;
-  p.scores = scores; p.acoustic = acoustic; p.lm_scores = lm_scores; p.status = status;
-  int64_t n_nodes, n_ctx, n_acc, n_meta;
-  ctc_beam_search_scratch_sizes(B, T, beam_width, p.lm_order, p.use_lm, &n_nodes, &n_ctx, &n_acc, &n_meta);
+  p.scores = scores; p.acoustic = acoustic; p.lm_scores = lm_scores; p.status = status; p.bad_frames = bad_frames;
+  int64_t n_nodes, n_ctx, n_acc, n_meta, n_alpha, n_steps;
+  ctc_beam_search_scratch_sizes(B, T, beam_width, p.lm_order, p.use_lm, &n_nodes, &n_ctx, &n_acc, &n_meta, &n_alpha,
+                                &n_steps);
   std::vector<int32_t> nodes(n_nodes), meta(n_meta);
   std::vector<int64_t> ctx(n_ctx);
-  std::vector<double> acc(n_acc);
+  std::vector<double> acc(n_acc), alpha(n_alpha);
+  std::vector<uint8_t> steps(n_steps);
   p.nodes = nodes.data(); p.lm_ctx = ctx.data(); p.lm_acc = acc.data(); p.lm_meta = meta.data();
+  p.align_alpha = alpha.data(); p.align_steps = steps.data();
   return static_cast<int>(launch_ctc_beam_search(p, nullptr));
 }

@@ -8,13 +8,23 @@ import random
 
 import pytest
 import torch
+from ctc_brute_force import best_alignment, dyadic_log_probs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import crnn_fast
 from crnn_fast import _ext
 from crnn_fast.decoding import CharNgramLM, compile_trie
 from crnn_fast.ops.ctc_beam_search import ctc_beam_search
-from crnn_fast.reference.ctc import LexiconTrie, ctc_beam_search_ref, ctc_score_ref, token_confidences_ref
+from crnn_fast.reference.ctc import (
+    MAX_BEAM_WIDTH,
+    MAX_INSERTION_BONUS,
+    MAX_LM_WEIGHT,
+    LexiconTrie,
+    ctc_alignment_ref,
+    ctc_beam_search_ref,
+    ctc_score_ref,
+)
 
 pytestmark = pytest.mark.skipif(not _ext.HAS_EXTENSION, reason=f"crnn_fast._C not built: {_ext.EXTENSION_ERROR}")
 
@@ -53,8 +63,9 @@ def random_lm(C, seed, order=3):
     return CharNgramLM.from_text(lines, order).bind([None] + chars)
 
 
-def assert_matches_reference(out, ref, log_probs, lengths, *, rtol=1e-9):
-    """Same n-best lists (tokens, frames), scores within rtol, confidences within float32 rounding."""
+def assert_matches_reference(out, ref, log_probs, lengths, *, blank=0, rtol=1e-9):
+    """Same n-best lists (tokens, frames), scores within rtol, confidences (from the reference's alignment) within
+    float32 rounding."""
     B, nbest = out.token_lengths.shape
     for b in range(B):
         hyps = ref[b]
@@ -68,7 +79,8 @@ def assert_matches_reference(out, ref, log_probs, lengths, *, rtol=1e-9):
                                 ("lm_scores", h.lm_score)):
                 g = float(getattr(out, name)[b, n])
                 assert g == value or abs(g - value) <= rtol * max(1.0, abs(value)), (b, n, name, g, value)
-            conf = token_confidences_ref(log_probs[b], h.tokens, h.frames, int(lengths[b]))
+            alignment = ctc_alignment_ref(log_probs[b], h.tokens, int(lengths[b]), blank)
+            conf = [math.exp(v) for v in alignment.token_logprobs]
             torch.testing.assert_close(out.token_confidences[b, n, :L], torch.tensor(conf, dtype=torch.float32),
                                        rtol=1e-6, atol=1e-7)
             assert (out.tokens[b, n, L:] == -1).all() and (out.token_frames[b, n, L:] == -1).all()
@@ -82,7 +94,7 @@ def run_both(log_probs, lengths, **kwargs):
         lengths = torch.full((log_probs.shape[0],), log_probs.shape[1])
     out = ctc_beam_search(log_probs, lengths, backend="cpu", **kwargs)
     ref = ctc_beam_search_ref(log_probs, lengths, **kwargs)
-    assert_matches_reference(out, ref, log_probs, lengths)
+    assert_matches_reference(out, ref, log_probs, lengths, blank=kwargs.get("blank", 0))
     return out, ref
 
 
@@ -335,7 +347,7 @@ def test_exhaustive_search_matches_brute_force(seed, T, C):
     lp = random_log_probs(1, T, C, seed=seed * 10 + T)
     exact = brute_force(lp[0], blank=0)
     ranked = sorted(exact.items(), key=lambda kv: (-kv[1], kv[0]))[:6]
-    out = ctc_beam_search(lp, beam_width=10_000, nbest=6, backend="cpu")
+    out = ctc_beam_search(lp, beam_width=MAX_BEAM_WIDTH, nbest=6, backend="cpu")  # > the labels of T <= 6
     for n, (label, score) in enumerate(ranked):
         L = int(out.token_lengths[0, n])
         assert tuple(out.tokens[0, n, :L].tolist()) == label
@@ -347,7 +359,7 @@ def test_scores_equal_ctc_score_when_nothing_is_pruned(seed):
     B, T, C = 3, 7, 4
     lp = random_log_probs(B, T, C, seed=seed)
     lengths = random_lengths(B, T, seed=seed)
-    out = ctc_beam_search(lp, lengths, beam_width=100_000, nbest=20, backend="cpu")
+    out = ctc_beam_search(lp, lengths, beam_width=MAX_BEAM_WIDTH, nbest=20, backend="cpu")  # > 3^7 labels
     for b in range(B):
         labels = [out.tokens[b, n, : int(out.token_lengths[b, n])].tolist()
                   for n in range(20) if int(out.token_lengths[b, n]) >= 0]
@@ -447,6 +459,12 @@ def fuzz_cases(draw):
 @given(fuzz_cases())
 def test_fuzz_against_reference(case):
     lp, lengths, kwargs = case
+    valid = torch.arange(lp.shape[1]) < lengths.unsqueeze(1)
+    if (valid & (lp.amax(-1) == NEG_INF)).any():  # a frame where no class is possible: both reject it
+        for backend in ("cpu", "ref"):
+            with pytest.raises(ValueError, match="^log_probs must give some class a non-zero probability"):
+                ctc_beam_search(lp, lengths, backend=backend, **kwargs)
+        return
     run_both(lp, lengths, **kwargs)
 
 
@@ -579,3 +597,154 @@ def test_threads_agree():
         torch.set_num_threads(threads)
     for a, b in zip(one, two):
         assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# frames and confidences: the most probable alignment of the returned text (issue 16, item 1)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def cat_log_probs():
+    """The issue's example: 'cat' with c peaking on frames 2-3, a on 5, t on 8, blank elsewhere (10 frames;
+    classes: blank, a, c, r, t)."""
+    logits = torch.zeros(1, 10, 5, dtype=torch.float64)
+    for t in range(10):
+        logits[0, t, {2: 2, 3: 2, 5: 1, 8: 4}.get(t, 0)] = 8.0
+    return logits.log_softmax(-1).float()
+
+
+@pytest.mark.parametrize("backend", ["cpu", "ref"])
+@pytest.mark.parametrize("beam_width", [1, 10, 1000])
+def test_issue_example_frames_and_confidences(backend, beam_width):
+    # Before: beam 10 reported frames (0, 3, 8); beam 1000 (0, 1, 6); with the lexicon (0, 1, 2).
+    lp = cat_log_probs()
+    peak = math.exp(8) / (math.exp(8) + 4)
+    for kwargs in ({}, {"lexicon": [[2, 1, 4], [2, 1, 3], [1, 2, 4]]}):
+        out = ctc_beam_search(lp, beam_width=beam_width, backend=backend, **kwargs)
+        assert out.tokens[0, 0, :3].tolist() == [2, 1, 4]
+        assert out.token_frames[0, 0, :3].tolist() == [2, 5, 8]
+        torch.testing.assert_close(out.token_confidences[0, 0, :3], torch.full((3,), peak), rtol=1e-6, atol=0)
+
+
+def assert_frames_are_best_alignments(out, log_probs, lengths, blank=0):
+    for b in range(out.tokens.shape[0]):
+        for n in range(out.tokens.shape[1]):
+            L = int(out.token_lengths[b, n])
+            if L < 0:
+                continue
+            tokens = out.tokens[b, n, :L].tolist()
+            frames, token_lp = best_alignment(log_probs[b], tokens, int(lengths[b]), blank)
+            assert tuple(out.token_frames[b, n, :L].tolist()) == frames, (b, n, tokens)
+            want = torch.tensor([math.exp(v) for v in token_lp], dtype=torch.float32)
+            torch.testing.assert_close(out.token_confidences[b, n, :L], want, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kind", ["random", "dyadic"])
+def test_frames_equal_the_forced_alignment(seed, kind):
+    # dyadic: exact ties between alignments, which go to the earliest.
+    B, T, C = 3, 7, 4
+    lp = random_log_probs(B, T, C, seed) if kind == "random" else dyadic_log_probs(B, T, C, seed)
+    lengths = random_lengths(B, T, seed)
+    for kwargs in ({}, {"lexicon": [[1, 2], [2, 2], [3], [1, 3, 1]]}, {"blank": 2}):
+        out = ctc_beam_search(lp, lengths, beam_width=8, nbest=5, backend="cpu", **kwargs)
+        assert_frames_are_best_alignments(out, lp, lengths, kwargs.get("blank", 0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_confidences_equal_greedys_for_the_same_text(seed):
+    B, T, C = 4, 12, 6
+    lp = random_log_probs(B, T, C, seed, scale=4.0)
+    greedy = crnn_fast.ctc_greedy(lp, backend="cpu")
+    for b in range(B):
+        n = int(greedy.token_lengths[b])
+        text = greedy.tokens[b, :n].tolist()
+        want_frames = greedy.token_frames[b, :n].tolist()
+        want_conf = greedy.token_logprobs[b, :n].double().exp().float()
+        runs = [dict(beam_width=K, nbest=min(K, 200)) for K in (1, 10, 1000)]
+        if text:
+            runs.append(dict(beam_width=10, nbest=10, lexicon=[text, [1], [2, 3]]))
+        found = 0
+        for kwargs in runs:
+            out = ctc_beam_search(lp[b:b + 1], beam_width=kwargs.pop("beam_width"), backend="cpu", **kwargs)
+            for k in range(out.tokens.shape[1]):
+                if int(out.token_lengths[0, k]) == n and out.tokens[0, k, :n].tolist() == text:
+                    found += 1
+                    assert out.token_frames[0, k, :n].tolist() == want_frames
+                    torch.testing.assert_close(out.token_confidences[0, k, :n], want_conf, rtol=1e-6, atol=0)
+        assert found >= 3  # the wide searches and the lexicon hold the greedy text
+
+
+def test_impossible_frame_is_an_error_in_every_decoder():
+    # A valid frame that is -inf for every class: before, beam search returned nothing, greedy a text.
+    lp = random_log_probs(2, 6, 5, seed=0)
+    lp[1, 3] = NEG_INF
+    match = "^log_probs must give some class a non-zero probability at every frame: frame 3 of sequence 1"
+    for backend in ("cpu", "ref"):
+        with pytest.raises(ValueError, match=match):
+            ctc_beam_search(lp, beam_width=4, backend=backend)
+        with pytest.raises(ValueError, match="^log_probs must give some class a non-zero probability"):
+            crnn_fast.ctc_greedy(lp, backend=backend)
+    with pytest.raises(RuntimeError, match="frame 3 of sequence 1 is -inf for every class"):
+        torch.ops.crnn_fast.ctc_beam_search(*op_args(lp, torch.tensor([6, 6])))
+    # Past lengths[b] a frame may hold anything.
+    lengths = torch.tensor([6, 3])
+    run_both(lp, lengths, beam_width=4, nbest=2)
+    assert crnn_fast.ctc_greedy(lp, lengths, backend="cpu").token_lengths.shape == (2,)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bounded options (issue 16, items 4 and 11) and tensor devices (item 15)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_option_bounds_are_value_errors_up_front():
+    lp = random_log_probs(1, 4, 4, seed=0)
+    for kwargs, name in [(dict(beam_width=MAX_BEAM_WIDTH + 1), "beam_width"), (dict(beam_width=10**9), "beam_width"),
+                         (dict(nbest=10**7), "nbest"), (dict(insertion_bonus=1e308), "insertion_bonus"),
+                         (dict(insertion_bonus=-1e5), "insertion_bonus"), (dict(lm_weight=1e5), "lm_weight")]:
+        for backend in ("cpu", "ref"):
+            with pytest.raises(ValueError, match=rf"^{name} must be"):
+                ctc_beam_search(lp, backend=backend, **kwargs)
+    # The bare op holds the same bounds.
+    op = torch.ops.crnn_fast.ctc_beam_search
+    lengths = torch.tensor([4])
+    base = op_args(lp, lengths)
+    for index, value, name in [(3, MAX_BEAM_WIDTH + 1, "beam_width"), (3, 10**9, "beam_width"), (4, 10**7, "nbest"),
+                               (22, 1e308, "insertion_bonus"), (21, 1e5, "lm_weight")]:
+        args = list(base)
+        args[index] = value
+        with pytest.raises(RuntimeError, match=rf"^{name} must be in"):
+            op(*args)
+    lm = random_lm(4, 0).tensors
+    args = list(op_args(lp, lengths, lm=lm, lm_weight=1.0))
+    args[15] = lm.values.clone()
+    args[15][0, 1] = 1e300  # an ARPA backoff
+    with pytest.raises(RuntimeError, match="lm_values: log10 backoffs must be in"):
+        op(*args)
+
+
+def test_scores_at_the_bounds_stay_finite_and_agree():
+    lp = random_log_probs(2, 9, 5, seed=1)
+    lm = random_lm(5, 0, order=3)
+    for bonus in (MAX_INSERTION_BONUS, -MAX_INSERTION_BONUS):
+        out, _ = run_both(lp, None, beam_width=6, nbest=3, lm=lm, lm_weight=MAX_LM_WEIGHT, insertion_bonus=bonus)
+        assert not torch.isnan(out.scores).any() and not torch.isposinf(out.scores).any()
+
+
+def test_mixed_devices_are_rejected_not_garbage():
+    # A meta tensor among CPU ones dispatches to the fake impl: it used to return uninitialised CPU tensors.
+    lp = random_log_probs(2, 5, 4, seed=0)
+    meta_lengths = torch.full((2,), 5, device="meta")
+    with pytest.raises(RuntimeError, match="^lengths must be on cpu, got meta"):
+        torch.ops.crnn_fast.ctc_greedy(lp, meta_lengths, 0)
+    with pytest.raises(RuntimeError, match="^lengths must be on cpu, got meta"):
+        torch.ops.crnn_fast.ctc_beam_search(*op_args(lp, meta_lengths))
+    trie = [t.to("meta") for t in compile_trie(LexiconTrie([[1, 2]]))]
+    with pytest.raises(RuntimeError, match="^trie_offsets must be on cpu, got meta"):
+        torch.ops.crnn_fast.ctc_beam_search(*op_args(lp, torch.tensor([5, 5]), trie=trie))
+    with pytest.raises(RuntimeError, match="^lengths must be on meta, got cpu"):
+        torch.ops.crnn_fast.ctc_greedy(lp.to("meta"), torch.tensor([5, 5]), 0)
+    # All on meta: shapes only, as before.
+    out = torch.ops.crnn_fast.ctc_greedy(lp.to("meta"), meta_lengths, 0)
+    assert all(t.device.type == "meta" for t in out)

@@ -21,8 +21,8 @@ import torch
 
 from crnn_fast import _ext
 from crnn_fast.decoding import compile_trie
-from crnn_fast.ops.ctc_beam_search import ctc_beam_search
-from crnn_fast.reference.ctc import LexiconTrie, ctc_beam_search_ref, token_confidences_ref
+from crnn_fast.ops.ctc_beam_search import BeamSearchOutput, ctc_beam_search
+from crnn_fast.reference.ctc import LexiconTrie, ctc_alignment_ref, ctc_beam_search_ref
 
 pytestmark = pytest.mark.skipif(not _ext.HAS_EXTENSION, reason=f"crnn_fast._C not built: {_ext.EXTENSION_ERROR}")
 
@@ -39,10 +39,18 @@ _LM_CACHE: dict = {}
 
 
 # The input generators of the CPU op's tests (tests/ops is on sys.path under pytest's default import mode).
-from test_ctc_beam_search import random_lengths, random_lm, random_log_probs, random_words  # noqa: E402
+from ctc_brute_force import dyadic_log_probs  # noqa: E402
+from test_ctc_beam_search import (  # noqa: E402
+    assert_frames_are_best_alignments,
+    cat_log_probs,
+    random_lengths,
+    random_lm,
+    random_log_probs,
+    random_words,
+)
 
 
-def assert_matches_reference(out, ref, log_probs, lengths, *, rtol=1e-9):
+def assert_matches_reference(out, ref, log_probs, lengths, *, blank=0, rtol=1e-9):
     """Same n-best lists (tokens, frames) as the reference, scores within rtol."""
     B, nbest = out.token_lengths.shape
     for b in range(B):
@@ -55,7 +63,8 @@ def assert_matches_reference(out, ref, log_probs, lengths, *, rtol=1e-9):
             for name, value in (("scores", h.score), ("acoustic_scores", h.acoustic_score), ("lm_scores", h.lm_score)):
                 g = float(getattr(out, name)[b, n])
                 assert g == value or abs(g - value) <= rtol * max(1.0, abs(value)), (b, n, name, g, value)
-            conf = token_confidences_ref(log_probs[b], h.tokens, h.frames, int(lengths[b]))
+            alignment = ctc_alignment_ref(log_probs[b], h.tokens, int(lengths[b]), blank)
+            conf = [math.exp(v) for v in alignment.token_logprobs]
             torch.testing.assert_close(
                 out.token_confidences[b, n, :L], torch.tensor(conf, dtype=torch.float32), rtol=1e-6, atol=1e-7
             )
@@ -212,6 +221,7 @@ def emu_op(
         torch.empty(B, nbest, dtype=torch.float64),
     )
     status = torch.empty(B, dtype=torch.int32)
+    bad_frames = torch.full((B,), -1, dtype=torch.int32)
     c = ctypes
     rc = lib.emu_ctc_beam_search(
         _ptr(lp),
@@ -252,9 +262,17 @@ def emu_op(
         c.c_double(insertion_bonus),
         *(_ptr(x) for x in outs),
         _ptr(status),
+        _ptr(bad_frames),
     )
     assert rc == 0, rc
-    assert (status == 0).all(), status
+    # What the CUDA glue (csrc/cuda/ctc_beam_search_cuda.cpp) raises for each status.
+    for b, code in enumerate(status.tolist()):
+        if code == 1:
+            raise RuntimeError(f"log_probs must not contain NaN or +inf (sequence {b} does)")
+        if code == 3:
+            raise RuntimeError(f"log_probs must give some class a non-zero probability at every frame: frame "
+                               f"{int(bad_frames[b])} of sequence {b} is -inf for every class")
+        assert code == 0, status
     return outs
 
 
@@ -309,6 +327,35 @@ def test_fake_impl_on_meta_tensors():
     )
     assert [tuple(x.shape) for x in out] == [(3, 2, 7), (3, 2), (3, 2, 7), (3, 2, 7), (3, 2), (3, 2), (3, 2)]
     assert [x.dtype for x in out] == [torch.int64] * 3 + [torch.float32] + [torch.float64] * 3
+
+
+@pytest.mark.parametrize("kind", ["random", "dyadic"])
+def test_emulated_kernel_frames_equal_the_forced_alignment(kind):
+    # The kernel's block-parallel alignment against enumeration; dyadic values tie exactly (earliest wins).
+    B, T, C = 3, 7, 4
+    lp = random_log_probs(B, T, C, seed=5) if kind == "random" else dyadic_log_probs(B, T, C, seed=5)
+    lengths = random_lengths(B, T, seed=5)
+    for kwargs in ({}, {"lexicon": [[1, 2], [2, 2], [3], [1, 3, 1]]}):
+        out = BeamSearchOutput(*emu_op(*op_args(lp, lengths, beam_width=8, nbest=5, **kwargs)))
+        assert_frames_are_best_alignments(out, lp, lengths)
+        assert_same_nbest(out, ctc_beam_search(lp, lengths, beam_width=8, nbest=5, backend="cpu", **kwargs))
+
+
+def test_emulated_kernel_issue_example():
+    lp = cat_log_probs()
+    for K in (1, 10, 200):
+        for kwargs in ({}, {"lexicon": [[2, 1, 4], [2, 1, 3], [1, 2, 4]]}):
+            out = emu_op(*op_args(lp, torch.tensor([10]), beam_width=K, **kwargs))
+            assert out[2][0, 0, :3].tolist() == [2, 5, 8]
+            assert_same_nbest(out, ctc_beam_search(lp, beam_width=K, backend="cpu", **kwargs))
+
+
+def test_emulated_kernel_rejects_an_impossible_frame():
+    lp = random_log_probs(2, 6, 5, seed=0)
+    lp[1, 3] = NEG_INF
+    with pytest.raises(RuntimeError, match="frame 3 of sequence 1 is -inf for every class"):
+        emu_op(*op_args(lp, torch.tensor([6, 6]), beam_width=4))
+    emu_op(*op_args(lp, torch.tensor([6, 3]), beam_width=4))  # past lengths[b]: not looked at
 
 
 # (C, T, K, top_k, B, mode) for the emulation: small, since every CUDA thread is an OS thread here.

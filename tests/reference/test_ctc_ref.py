@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import re
 
 import pytest
 import torch
 import torch.nn.functional as F
+from ctc_brute_force import best_alignment, dyadic_log_probs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crnn_fast.reference.ctc import (
+    MAX_BEAM_WIDTH,
+    MAX_INSERTION_BONUS,
+    MAX_LM_WEIGHT,
+    MAX_NBEST,
     Hypothesis,
     LexiconTrie,
+    ctc_alignment_ref,
     ctc_beam_search_ref,
     ctc_greedy_ref,
     ctc_score_ref,
-    token_confidences_ref,
 )
 
 NEG_INF = float("-inf")
-WIDE = 10_000  # wider than the number of distinct prefixes of any input below: the search is exact
+WIDE = MAX_BEAM_WIDTH  # wider than the number of distinct prefixes of any input below: the search is exact
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -553,44 +559,78 @@ def test_bad_input(name, exc, call):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def earliest_frames(tokens):
-    """Without pruning a prefix enters the beam as early as it can: one frame per token, two for a repeat."""
-    frames, f = [], -1
-    for i, tok in enumerate(tokens):
-        f += 2 if i and tok == tokens[i - 1] else 1
-        frames.append(f)
-    return tuple(frames)
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("T,C", [(1, 3), (4, 3), (6, 2), (6, 4)])
-def test_frames_without_pruning_are_the_earliest(seed, T, C):
+def test_frames_are_those_of_the_most_probable_alignment(seed, T, C):
     lp = random_log_probs(2, T, C, 40 * seed + T)
-    for hyps in ctc_beam_search_ref(lp, [T, T // 2], beam_width=WIDE, nbest=WIDE):
+    lengths = [T, T // 2]
+    for b, hyps in enumerate(ctc_beam_search_ref(lp, lengths, beam_width=WIDE, nbest=WIDE)):
         for h in hyps:
-            assert len(h.frames) == len(h.tokens)
-            assert h.frames == earliest_frames(h.tokens)
+            assert h.frames == best_alignment(lp[b], h.tokens, lengths[b])[0]
 
 
-def test_frames_follow_reentry():
-    # Beam of 2. Frame 0 keeps () and (1,); frame 1 ties () with (2,) (both 0.3) and drops (1,) (0.2);
-    # frame 2 re-creates (1,) from (): it is new there, so its frame is 2, not 0.
-    lp = probs_to_lp([[0.6, 0.4, 0.0], [0.5, 0.0, 0.5], [0.1, 0.9, 0.0]])
-    hyps = ctc_beam_search_ref(lp, beam_width=2, nbest=2)[0]
-    assert [(h.tokens, h.frames) for h in hyps] == [((1,), (2,)), ((2, 1), (1, 2))]
-    # A prefix that survives keeps its frames even when its parent extends into it later.
-    lp = probs_to_lp([[0.1, 0.9], [0.5, 0.5], [0.1, 0.9]])
-    best = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE)[0]
-    assert dict((h.tokens, h.frames) for h in best)[(1,)] == (0,)
-    assert dict((h.tokens, h.frames) for h in best)[(1, 1)] == (0, 2)
+@pytest.mark.parametrize("seed", range(6))
+def test_frames_on_exact_ties_are_the_earliest(seed):
+    # Dyadic values: sums are exact, alignments tie exactly, and the earliest one is reported.
+    lp = dyadic_log_probs(2, 7, 3, seed)
+    for b, hyps in enumerate(ctc_beam_search_ref(lp, beam_width=6, nbest=6)):
+        for h in hyps:
+            assert h.frames == best_alignment(lp[b], h.tokens)[0]
+
+
+def cat_log_probs():
+    """The issue's example: 'cat' with c peaking on frames 2-3, a on 5, t on 8, blank elsewhere (10 frames;
+    classes: blank, a, c, r, t)."""
+    logits = torch.zeros(1, 10, 5, dtype=torch.float64)
+    for t in range(10):
+        logits[0, t, {2: 2, 3: 2, 5: 1, 8: 4}.get(t, 0)] = 8.0
+    return logits.log_softmax(-1).float()
+
+
+@pytest.mark.parametrize("beam_width", [1, 10, 1000])
+def test_frames_and_confidences_of_the_issue_example(beam_width):
+    lp = cat_log_probs()
+    for kwargs in ({}, {"lexicon": [[2, 1, 4], [2, 1, 3], [1, 2, 4]]}):
+        (h,) = ctc_beam_search_ref(lp, beam_width=beam_width, **kwargs)[0]
+        assert h.tokens == (2, 1, 4) and h.frames == (2, 5, 8)
+        alignment = ctc_alignment_ref(lp[0], h.tokens)
+        assert alignment.frames == h.frames
+        peak = math.exp(8) / (math.exp(8) + 4)  # each character's probability on its peak frames
+        assert [math.exp(v) for v in alignment.token_logprobs] == pytest.approx([peak] * 3, rel=1e-6)
+
+
+def test_alignment_ref():
+    # Frames 0-1 'a' (a run: the peak 0.9 counts), 2 blank, 3 'b'.
+    lp = probs_to_lp([[0.3, 0.6, 0.1], [0.05, 0.9, 0.05], [0.8, 0.1, 0.1], [0.2, 0.1, 0.7]])[0]
+    a = ctc_alignment_ref(lp, (1, 2))
+    assert a.frames == (0, 3)
+    assert [math.exp(v) for v in a.token_logprobs] == pytest.approx([0.9, 0.7])
+    assert math.exp(a.logprob) == pytest.approx(0.6 * 0.9 * 0.8 * 0.7)
+    assert ctc_alignment_ref(lp, (1, 2), length=2).frames == (0, 1)
+    # A repeat needs a blank between its two runs.
+    assert ctc_alignment_ref(lp, (1, 1)).frames == best_alignment(lp, (1, 1))[0] == (0, 3)
+    assert ctc_alignment_ref(lp, ()) == ((), (), pytest.approx(math.log(0.3 * 0.05 * 0.8 * 0.2)))
+    with pytest.raises(ValueError, match="no alignment"):
+        ctc_alignment_ref(lp, (1, 1, 1))  # needs 5 frames
+    with pytest.raises(ValueError, match="0 frames"):
+        ctc_alignment_ref(lp, (1,), length=0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_alignment_ref_matches_enumeration(seed):
+    rng = random.Random(seed)
+    lp = random_log_probs(1, 7, 4, seed)[0] if seed % 2 else dyadic_log_probs(1, 7, 4, seed)[0]
+    for _ in range(5):
+        tokens = tuple(rng.randint(1, 3) for _ in range(rng.randint(1, 3)))
+        frames, token_lp = best_alignment(lp, tokens)
+        a = ctc_alignment_ref(lp, tokens)
+        assert a.frames == frames and a.token_logprobs == token_lp
 
 
 def test_blank_skip_threshold():
     # Frame 1 is blank with probability 0.9: at threshold 0.9 nothing is extended there.
     lp = probs_to_lp([[0.5, 0.3, 0.2], [0.9, 0.02, 0.08], [0.6, 0.3, 0.1]])
     skipped = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, blank_skip_threshold=0.9)[0]
-    for h in skipped:
-        assert 1 not in h.frames
     # (2,) can still be reached on frames 0 and 2, never emitted at frame 1.
     table = {h.tokens: math.exp(h.score) for h in skipped}
     p = [[0.5, 0.3, 0.2], [0.9, 0.02, 0.08], [0.6, 0.3, 0.1]]
@@ -618,8 +658,6 @@ def test_token_min_logp():
     # log(0.25): classes 1 and 2 are below the floor on frame 0, class 1 on frame 2; frame 1's classes pass.
     floored = ctc_beam_search_ref(lp, beam_width=WIDE, nbest=WIDE, token_min_logp=math.log(0.25))[0]
     table = {h.tokens: (math.exp(h.score), h.frames) for h in floored}
-    for tokens, (_, frames) in table.items():
-        assert all(not (f == 0 and t in (1, 2)) and not (f == 2 and t == 1) for t, f in zip(tokens, frames))
     # (1,) is emitted on frame 1 only; its stay on frame 2 (class 1 below the floor there) still counts: the floor
     # limits extensions, not the blank and stay of a prefix.
     want = p[0][0] * p[1][1] * p[2][0] + p[0][0] * p[1][1] * p[2][1]
@@ -644,13 +682,30 @@ def test_token_min_logp_rejected(value, exc):
         ctc_beam_search_ref(LP, token_min_logp=value)
 
 
-def test_token_confidences_ref():
-    lp = probs_to_lp([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5], [0.3, 0.1, 0.6]])[0]
-    conf = token_confidences_ref(lp, (1, 2), (0, 2))
-    assert conf == pytest.approx((0.9, 0.6))
-    assert token_confidences_ref(lp, (1, 2), (0, 2), length=3) == pytest.approx((0.9, 0.5))
-    assert token_confidences_ref(lp, (), ()) == ()
-    with pytest.raises(ValueError, match="^frames"):
-        token_confidences_ref(lp, (1, 2), (2, 1))
-    with pytest.raises(ValueError, match="^frames"):
-        token_confidences_ref(lp, (1,), (0, 1))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bounded options, impossible frames (issue 16, items 4 and 11)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(beam_width=MAX_BEAM_WIDTH + 1), "beam_width"), (dict(beam_width=10**9), "beam_width"),
+    (dict(nbest=MAX_NBEST + 1), "nbest"), (dict(nbest=10**7), "nbest"),
+    (dict(lm_weight=MAX_LM_WEIGHT * 2), "lm_weight"),
+    (dict(insertion_bonus=1e308), "insertion_bonus"),
+    (dict(insertion_bonus=-MAX_INSERTION_BONUS * 2), "insertion_bonus"),
+])
+def test_option_bounds(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        ctc_beam_search_ref(LP, **kwargs)
+
+
+def test_frame_impossible_for_every_class_is_rejected():
+    lp = LP.clone()
+    lp[0, 1] = NEG_INF
+    for decode in (ctc_beam_search_ref, ctc_greedy_ref):
+        with pytest.raises(ValueError, match="^log_probs must give some class a non-zero probability at every "
+                                             "frame: frame 1 of sequence 0"):
+            decode(lp)
+        decode(lp, torch.tensor([1] + [LP.shape[1]] * (LP.shape[0] - 1)))  # past lengths: not looked at
