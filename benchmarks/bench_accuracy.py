@@ -295,8 +295,8 @@ class RapidOcrV6(System):
                                        "EngineConfig.onnxruntime.inter_op_num_threads": 1})
         rec = self.engine.cfg.Rec
         self.version = {"rapidocr": have, "onnxruntime": _version("onnxruntime")}
-        self.settings = {"model": f"{rec.ocr_version.value if hasattr(rec.ocr_version, 'value') else rec.ocr_version}"
-                                  f" rec {rec.model_type.value if hasattr(rec.model_type, 'value') else rec.model_type}",
+        version, size = (getattr(x, "value", x) for x in (rec.ocr_version, rec.model_type))
+        self.settings = {"model": f"{version} rec {size}",
                          "call": "RapidOCR.recognize_txt(list of crops)", "rec_batch_num": rec.rec_batch_num,
                          "intra_op_num_threads": args.threads}
 
@@ -392,6 +392,13 @@ def pooled(rows: list[dict]) -> dict:
             "wall_ms_per_image": sum(r["wall_ms_per_image"] * r["n"] for r in rows) / n}
 
 
+def _ratio(cells: dict, peer: str, key: str) -> str:
+    """peer's time / crnn_fast's time (> 1: crnn_fast is faster), or '-'."""
+    if peer in cells and "crnn_fast" in cells and cells["crnn_fast"][key] > 0:
+        return f"{cells[peer][key] / cells['crnn_fast'][key]:.2f}x"
+    return "-"
+
+
 def print_tables(rows: list[dict], data_names: list[str], systems: list[str]) -> None:
     metrics = [("exact", "exact match", "{:.3f}"), ("cer", "CER", "{:.4f}"),
                ("cpu_ms_per_image", "CPU ms / image", "{:.2f}"), ("wall_ms_per_image", "wall ms / image", "{:.2f}")]
@@ -404,10 +411,10 @@ def print_tables(rows: list[dict], data_names: list[str], systems: list[str]) ->
             continue
         width = max(12, *(len(s) for s in subsets + ["ALL (pooled)"]))
         for key, title, fmt in metrics:
-            print(f"== {data}: {title}" + ("   (x = Tesseract-batch CPU / crnn_fast CPU)" if key.startswith("cpu")
-                                             and "tesseract" in present and "crnn_fast" in present else ""))
-            head = f"{'subset':<{width}} {'n':>4} " + " ".join(f"{SHORT[s]:>11}" for s in present)
             speed = key == "cpu_ms_per_image" and "tesseract" in present and "crnn_fast" in present
+            note = "   (x vs: that peer's CPU / crnn_fast's; > 1: crnn_fast is faster)" if speed else ""
+            print(f"== {data}: {title}{note}")
+            head = f"{'subset':<{width}} {'n':>4} " + " ".join(f"{SHORT[s]:>11}" for s in present)
             if speed:
                 head += f" {'x vs Tess':>9}"
                 if "rapidocr_v6" in present:
@@ -424,13 +431,9 @@ def print_tables(rows: list[dict], data_names: list[str], systems: list[str]) ->
                 line = f"{subset:<{width}} {n:>4} " + " ".join(
                     f"{fmt.format(cells[s][key]) if s in cells else '-':>11}" for s in present)
                 if speed:
-                    def ratio(peer):
-                        if peer in cells and "crnn_fast" in cells and cells["crnn_fast"][key] > 0:
-                            return f"{cells[peer][key] / cells['crnn_fast'][key]:.2f}x"
-                        return "-"
-                    line += f" {ratio('tesseract'):>9}"
+                    line += f" {_ratio(cells, 'tesseract', key):>9}"
                     if "rapidocr_v6" in present:
-                        line += f" {ratio('rapidocr_v6'):>8}"
+                        line += f" {_ratio(cells, 'rapidocr_v6', key):>8}"
                 print(line)
             print()
 
