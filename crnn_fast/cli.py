@@ -283,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("train", help="train a CRNN (synthetic data unless --train-data)")
+    p = sub.add_parser("train", help="train a CRNN (synthetic data unless --train-data)",
+                       description="Train a CRNN with CTC. Synthetic data needs the fonts and text corpus that "
+                                   "scripts/install_training_data.sh installs (Debian packages; run it as root).")
     p.add_argument("--config", default=None, help="JSON file of TrainConfig fields (flags override it)")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--variant", default=None)

@@ -1,5 +1,10 @@
 """Training a CRNN with CTC on synthetic (or folder / LMDB) data: `crnn-fast train`.
 
+Synthetic data is rendered from the installed fonts and text corpus: install them first with
+`sudo bash scripts/install_training_data.sh` (Debian font packages, fortunes, dict-gcide, ...; see
+crnn_fast.data.fonts and crnn_fast.data.corpus). On the CPU, `--amp` (bf16 autocast) with `--threads 2` and one
+data worker keeps both cores of a 2-core machine training.
+
 One run writes into its output folder:
     config.json       the TrainConfig it ran with
     last.pt           the latest checkpoint (model, optimizer, scheduler, step, RNG states); resumed from
@@ -69,8 +74,8 @@ class TrainConfig:
     degraded_prob: float = 0.5
     curriculum_steps: int = 0              # ramp degraded_prob from 0 over these steps
     mix: dict | None = None                # text kinds -> weights (synth.DEFAULT_MIX)
-    max_line_chars: int = 40
-    max_width: int = 640
+    max_line_chars: int = 100
+    max_width: int = 1600
     train_data: str | None = None          # a folder with labels.tsv or an LMDB instead of synthetic data
     val_size: int = 512
     val_every: int = 500
