@@ -26,7 +26,7 @@ from rapidfuzz.distance import Levenshtein
 
 from crnn_fast.data import corpus
 from crnn_fast.data.synth import TEXT_KINDS, RenderConfig, SynthGenerator, pad_batch
-from crnn_fast.decoding import CTCDecoder, CharNgramLM
+from crnn_fast.decoding import CharNgramLM, CTCDecoder
 from crnn_fast.models.pretrained import load_pretrained
 from crnn_fast.ops import ctc_greedy
 
@@ -90,7 +90,7 @@ def main() -> None:
     model.eval()
     samples = render_val(args.val_size, val_text, args.max_line_chars, charset)
     order = sorted(range(len(samples)), key=lambda i: samples[i][1].shape[1])
-    log_probs, lengths, labels, kinds = [], [], [], []
+    log_probs, labels, kinds = [], [], []
     net_s = 0.0
     with torch.inference_mode():
         for start in range(0, len(order), 32):
