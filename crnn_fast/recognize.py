@@ -47,6 +47,7 @@ PREPROCESS = ("auto", "host", "device")
 GUARD_COLUMNS = 32
 GRAPH_WIDTH_STEP = 64  # with cuda_graphs, batches are padded to a multiple of this width: few graphs to capture
 MAX_GRAPHS = 32
+MAX_DECODERS = 8  # beam/lexicon decoders kept for reuse, least recently used dropped first
 
 
 @dataclass
@@ -152,7 +153,7 @@ class Recognizer:
         self.min_width = max(self.model.min_width, 8)
         self.guard_columns = GUARD_COLUMNS
         self._batch_cap = batch_size  # lowered by out-of-memory back-off
-        self._decoders: dict = {}
+        self._decoders: collections.OrderedDict = collections.OrderedDict()  # (beam, words) -> CTCDecoder, LRU
         self._graphs: collections.OrderedDict = collections.OrderedDict()
         # Greedy decoding where the log-probs are: the compiled kernel of the device, or on CUDA while that kernel
         # is not validated (see _ext.GPU_VALIDATED) the same decoding in torch ops, still on the GPU.
@@ -396,18 +397,36 @@ class Recognizer:
     def _decoder(self, beam: int | None, lexicon):
         if not beam and lexicon is None:
             return None
-        key = (beam, id(lexicon) if lexicon is not None else None)
-        if key in self._decoders:
-            return self._decoders[key]
+        words = _lexicon_words(lexicon) if lexicon is not None else None
+        # Keyed by the words themselves: an id() is reused by the next list once the first is freed, and a list
+        # edited in place keeps its id, so either would hand back a decoder built for other words.
+        key = (beam, words)
+        decoder = self._decoders.get(key)
+        if decoder is not None:
+            self._decoders.move_to_end(key)
+            return decoder
         from .decoding import CTCDecoder  # loaded on first use, like the other heavier parts
-        if isinstance(lexicon, (str, os.PathLike)):
-            lexicon = [w.strip() for w in Path(lexicon).read_text(encoding="utf-8").splitlines() if w.strip()]
+
         kwargs = {"beam_width": beam or 16}
-        if lexicon is not None:
-            kwargs["lexicon"] = list(lexicon)
+        if words is not None:
+            kwargs["lexicon"] = list(words)
         decoder = CTCDecoder(self.charset, **kwargs)
         self._decoders[key] = decoder
+        while len(self._decoders) > MAX_DECODERS:
+            self._decoders.popitem(last=False)
         return decoder
 
+
+def _lexicon_words(lexicon) -> tuple[str, ...]:
+    """The words of a lexicon given as an iterable of str or a file (one word per line)."""
+    if isinstance(lexicon, (str, os.PathLike)):
+        return tuple(w.strip() for w in Path(lexicon).read_text(encoding="utf-8").splitlines() if w.strip())
+    if not isinstance(lexicon, Iterable) or isinstance(lexicon, (bytes, bytearray)):
+        raise TypeError(f"lexicon must be an iterable of words (str) or a word-list file, got {type(lexicon).__name__}")
+    words = tuple(lexicon)
+    for i, w in enumerate(words):
+        if not isinstance(w, str):
+            raise TypeError(f"lexicon must hold str words, got {type(w).__name__} at index {i}")
+    return words
 
 __all__ = ["Recognizer", "RecognitionResult", "PRECISIONS", "resolve_device"]

@@ -334,3 +334,38 @@ def test_streaming_memory_stays_flat(recognizer):
         if i + 1 in (1500, 5000):
             marks[i + 1] = rss_mb()
     assert marks[5000] - marks[1500] < 16, marks  # 3,500 more images (~6 MB of pixels) must not accumulate
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    if not SHIPPED:
+        pytest.skip("no shipped weights in crnn_fast/models/weights yet")
+    return Recognizer.from_pretrained(device="cpu")
+
+
+def test_lexicon_decoder_follows_the_words_not_the_object(shipped):
+    """The beam/lexicon decoder is reused by the words it was built for: a list edited in place, or a new list
+    that gets the id of a freed one, must decode with its own words."""
+    cat = _text_image("cat")
+    assert shipped.recognize(cat).text == "cat"
+    lexicon = ["cat"]
+    assert shipped.recognize(cat, lexicon=lexicon).text == "cat"
+    lexicon[:] = ["dog"]
+    assert set(shipped.recognize(cat, lexicon=lexicon).text.split()) <= {"dog"}
+    for i in range(20):  # temporary lists: CPython hands a freed list's id to the next one
+        words = ["cat"] if i % 2 else ["dog", "act"]
+        text = shipped.recognize(cat, lexicon=list(words)).text
+        assert set(text.split()) <= set(words), (i, text)
+
+
+def test_lexicon_decoders_are_bounded(recognizer):
+    from crnn_fast.recognize import MAX_DECODERS
+
+    rec = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=4)
+    image = _text_image()
+    for i in range(3 * MAX_DECODERS):
+        rec.recognize(image, lexicon=[f"word{i}"])
+    assert len(rec._decoders) == MAX_DECODERS
+    again = rec.recognize(image, lexicon=["word0"])  # rebuilt after eviction: the same words, the same result
+    assert again.text == Recognizer(recognizer.model, recognizer.charset, device="cpu").recognize(
+        image, lexicon=["word0"]).text
