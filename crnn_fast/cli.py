@@ -202,7 +202,7 @@ def cmd_export(args) -> int:
 
     try:
         paths = export(args.run_dir, args.out, checkpoint=args.checkpoint, half=args.half)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         return _error(str(e))
     print(*paths)
     return 0
