@@ -34,7 +34,7 @@ from PIL import Image
 
 from ._checks import check_positive_int
 from .data.charset import Charset
-from .data.datasets import MAX_WIDTH, ImageError, plan_resize, prepare_image, to_gray
+from .data.datasets import MAX_WIDTH, ImageError, load_line, prepare_image
 from .data.synth import pad_batch
 from .models.crnn import CRNN
 
@@ -72,11 +72,23 @@ class RecognitionResult:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """"auto"/None (CUDA if available, else the CPU), or a CPU / CUDA device; anything else is a ValueError."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available here")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {str(device)!r} (the Recognizer "
+                         "runs on the CPU or a CUDA GPU)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
     return device
 
 
@@ -221,7 +233,7 @@ class Recognizer:
             if self.preprocess == "host":
                 pixels = prepare_image(item, max_width=self.max_width, min_width=self.min_width)
                 return _Loaded(index, pixels, pixels.shape[1])
-            pixels, width = plan_resize(to_gray(item), max_width=self.max_width)
+            pixels, width = load_line(item, max_width=self.max_width)
             return _Loaded(index, np.ascontiguousarray(pixels), width)
         except (ImageError, TypeError) as e:
             return RecognitionResult("", 0.0, source=_describe(item, index), error=str(e))

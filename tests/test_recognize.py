@@ -369,3 +369,30 @@ def test_lexicon_decoders_are_bounded(recognizer):
     again = rec.recognize(image, lexicon=["word0"])  # rebuilt after eviction: the same words, the same result
     assert again.text == Recognizer(recognizer.model, recognizer.charset, device="cpu").recognize(
         image, lexicon=["word0"]).text
+
+
+@pytest.mark.parametrize("fmt, limit_mb", [("PNG", 250), ("JPEG", 60)])
+def test_a_huge_image_is_decoded_reduced(tiny_weights, tmp_path, fmt, limit_mb):
+    """A 12000x12000 file (small on disk) costs at most its decoded size once (PNG, 144 MB in gray) or far less
+    (JPEG, scaled while decoding), not its full-size decode and every conversion of it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"huge.{fmt.lower()}"
+    Image.new("L", (12000, 12000), 255).save(path, format=fmt)
+    script = ("import resource, sys, warnings, torch; warnings.simplefilter('ignore'); torch.set_num_threads(1)\n"
+              "from crnn_fast.recognize import Recognizer\n"
+              "rec = Recognizer.from_pretrained(sys.argv[1], device='cpu')\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "r = rec.recognize(sys.argv[2])\n"
+              "assert r.error is None, r.error\n"
+              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tiny_weights), str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip()) < limit_mb, out.stdout
+
+
+def test_constant_integer_array_is_recognised(recognizer):
+    r = recognizer.recognize(np.full((32, 100), 300, np.int32))
+    assert r.error is None, r.error
