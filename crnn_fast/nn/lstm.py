@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from .._checks import check_lengths
 from ..ops.lstm import LSTM_BACKENDS, check_lstm_backend, resolve_lstm_backend
 from ..ops.lstm import lstm as _lstm_functional
 from ..ops.lstm_cuda import lstm_cuda_forward
@@ -68,13 +69,16 @@ class LSTM(torch.nn.RNNBase):
             input = input.unsqueeze(0 if self.batch_first else 1)
             if hx is not None:
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+        # The same checks, and messages, whichever backend runs: torch's own would index past T, truncate float
+        # lengths or fail inside mkldnn on an hx of another dtype.
+        self._check_input(input, hx)
         if lengths is not None:
-            lengths = torch.as_tensor(lengths)
+            B, T = input.shape[:2] if self.batch_first else input.shape[1::-1]
+            lengths = check_lengths(lengths, B, T)
         backend = resolve_lstm_backend(self.backend, input, self.hidden_size)
         if backend == "torch":
             output, (h_n, c_n) = self._forward_torch(input, hx, lengths)
         elif backend == "cuda":
-            self._check_input(input, hx)
             output, (h_n, c_n) = lstm_cuda_forward(self, input, hx, lengths)
         else:
             output, (h_n, c_n) = self._forward_kernels(input, hx, lengths, backend)
@@ -104,13 +108,22 @@ class LSTM(torch.nn.RNNBase):
         if lengths is None:
             return self._torch_forward(input, hx)
         total = input.size(1 if self.batch_first else 0)
-        packed = pack_padded_sequence(input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False)
-        output, state = self._torch_forward(packed, hx)
+        lengths = lengths.cpu()
+        # pack_padded_sequence refuses empty sequences: those run one step, which is then undone (zero output,
+        # the initial state), as the other backends define length 0.
+        empty = lengths == 0
+        packed = pack_padded_sequence(input, lengths.clamp(min=1), batch_first=self.batch_first, enforce_sorted=False)
+        output, (h_n, c_n) = self._torch_forward(packed, hx)
         output, _ = pad_packed_sequence(output, batch_first=self.batch_first, total_length=total)
-        return output, state
+        if empty.any():
+            empty = empty.to(output.device)
+            output = torch.where(empty[:, None, None] if self.batch_first else empty[None, :, None], 0.0, output)
+            h0, c0 = hx if hx is not None else (torch.zeros_like(h_n), torch.zeros_like(c_n))
+            h_n = torch.where(empty[None, :, None], h0.to(h_n.dtype), h_n)
+            c_n = torch.where(empty[None, :, None], c0.to(c_n.dtype), c_n)
+        return output, (h_n, c_n)
 
     def _forward_kernels(self, input, hx, lengths, backend):
-        self._check_input(input, hx)
         return _lstm_functional(input, self._flat_weights, hx, num_layers=self.num_layers,
                                 bidirectional=self.bidirectional, batch_first=self.batch_first, lengths=lengths,
                                 dropout=self.dropout, training=self.training, backend=backend)

@@ -335,3 +335,49 @@ def test_cuda_backend_module_matches_cudnn(dtype):
     torch.testing.assert_close(got, expected, **tol)
     torch.testing.assert_close(h, h_e, **tol)
     torch.testing.assert_close(c, c_e, **tol)
+
+
+CPU_BACKENDS = ["auto", "torch", "ref", "triton"]  # triton: the interpreter on CPU tensors (tests/conftest.py)
+
+
+def _small_lstm(backend, dtype=torch.float32):
+    torch.manual_seed(0)
+    return LSTM(input_size=3, hidden_size=4, bidirectional=True, batch_first=True, backend=backend).to(dtype)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("lengths, error, match", [
+    (torch.tensor([2, 8, 1]), ValueError, r"lengths must be in \[0, 7\], got min 1, max 8"),
+    (torch.tensor([2, 3]), ValueError, r"lengths must have shape \(3,\), got \(2,\)"),
+    (torch.tensor([2.0, 3.5, 1.0]), TypeError, "lengths must be integers, got dtype float32"),
+    (torch.tensor([2, -1, 1]), ValueError, r"lengths must be in \[0, 7\]"),
+])
+def test_lengths_are_checked_alike_on_every_backend(backend, lengths, error, match):
+    lstm = _small_lstm(backend)
+    with pytest.raises(error, match=match):
+        lstm(torch.randn(3, 7, 3), lengths=lengths)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_hx_of_another_dtype_is_named_on_every_backend(backend):
+    lstm = _small_lstm(backend)
+    hx = (torch.zeros(2, 3, 4, dtype=torch.float64), torch.zeros(2, 3, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"hx\[0\] \(h_0\) has dtype torch.float64 but input has torch.float32"):
+        lstm(torch.randn(3, 7, 3), hx)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_length_zero_is_an_empty_sequence_on_every_backend(backend):
+    """Length 0: zero output and the initial state, as the reference defines it (torch.nn.LSTM's packing
+    refuses it)."""
+    lstm = _small_lstm(backend)
+    x = torch.randn(3, 5, 3)
+    hx = (torch.randn(2, 3, 4), torch.randn(2, 3, 4))
+    lengths = torch.tensor([3, 0, 5])
+    out, (h, c) = lstm(x, hx, lengths=lengths)
+    ref = _small_lstm("ref")
+    out_e, (h_e, c_e) = ref(x, hx, lengths=lengths)
+    torch.testing.assert_close(out, out_e, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, h_e, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c, c_e, atol=1e-5, rtol=1e-5)
+    assert (out[1] == 0).all() and torch.equal(h[:, 1], hx[0][:, 1]) and torch.equal(c[:, 1], hx[1][:, 1])
