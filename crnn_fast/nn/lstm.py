@@ -130,34 +130,61 @@ class LSTM(torch.nn.RNNBase):
 
 
 def convert_lstm(model: torch.nn.Module, backend: str = "auto") -> torch.nn.Module:
-    """Replace every torch.nn.LSTM inside `model` (in place) by crnn_fast.nn.LSTM with the same weights (and set
-    the backend of the crnn_fast.nn.LSTMs already there).
+    """Replace every torch.nn.LSTM inside `model` (in place) by crnn_fast.nn.LSTM (and set the backend of the
+    crnn_fast.nn.LSTMs already there).
 
+    The replacement holds the very Parameter objects of the LSTM it replaces (so requires_grad, tensor hooks,
+    tied weights and an optimizer built on the model carry over), its training mode and its module hooks; an
+    LSTM shared by several parents stays one module. Every LSTM is checked before any is replaced: a model
+    with an unsupported one (proj_size > 0) raises and is left as it was.
     Returns `model`. A model that is itself an nn.LSTM cannot be changed in place: its replacement is returned.
     """
     check_lstm_backend(backend)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, (torch.nn.LSTM, LSTM)):
+        _check_convertible(model, "model")
         return _converted(model, backend)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.LSTM):
+            _check_convertible(module, f"model.{name}")
+    replacements: dict[int, LSTM] = {}
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, (torch.nn.LSTM, LSTM)):
-                setattr(parent, name, _converted(child, backend))
+                if id(child) not in replacements:
+                    replacements[id(child)] = _converted(child, backend)
+                setattr(parent, name, replacements[id(child)])
     return model
+
+
+def _check_convertible(lstm: torch.nn.Module, where: str) -> None:
+    if isinstance(lstm, torch.nn.LSTM) and lstm.proj_size:
+        raise NotImplementedError(f"convert_lstm: {where} is an nn.LSTM with proj_size={lstm.proj_size}, which "
+                                  "crnn_fast.nn.LSTM does not support; nothing was converted")
+
+
+# Module hooks carried over as the same dicts, so that handles returned by register_*_hook keep working.
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
+               "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks")
 
 
 def _converted(lstm: torch.nn.LSTM, backend: str) -> LSTM:
     if isinstance(lstm, LSTM):
         lstm.backend = backend
         return lstm
-    if lstm.proj_size:
-        raise NotImplementedError("convert_lstm: an nn.LSTM with proj_size > 0 cannot be converted")
-    new = LSTM(lstm.input_size, lstm.hidden_size, num_layers=lstm.num_layers, bias=lstm.bias,
-               batch_first=lstm.batch_first, dropout=lstm.dropout, bidirectional=lstm.bidirectional,
-               backend=backend)
-    first = next(lstm.parameters())
-    new = new.to(device=first.device, dtype=first.dtype)
-    new.load_state_dict(lstm.state_dict())
+    with torch.device("meta"):  # its own parameters are replaced by the old module's right away
+        new = LSTM(lstm.input_size, lstm.hidden_size, num_layers=lstm.num_layers, bias=lstm.bias,
+                   batch_first=lstm.batch_first, dropout=lstm.dropout, bidirectional=lstm.bidirectional,
+                   backend=backend)
+    for name in new._flat_weights_names:
+        setattr(new, name, getattr(lstm, name))
+    new._init_flat_weights()
+    for hooks in _HOOK_DICTS:
+        if hasattr(lstm, hooks):
+            setattr(new, hooks, getattr(lstm, hooks))
+    if getattr(lstm, "_is_full_backward_hook", None) is not None:
+        new._is_full_backward_hook = lstm._is_full_backward_hook
     new.train(lstm.training)
     return new
