@@ -46,6 +46,16 @@ PREPROCESS = ("auto", "host", "device")
 # make the log-probs of an image the same padded by 32 or 300 columns (to 6e-6); 24 do not (0.9).
 GUARD_COLUMNS = 32
 GRAPH_WIDTH_STEP = 64  # with cuda_graphs, batches are padded to a multiple of this width: few graphs to capture
+# Batches are padded to one of a few widths, WIDTH_BUCKET_STEPS per doubling (at most 1/4 wider than needed):
+# oneDNN (and cuDNN) keep a compiled kernel per input shape they see, and over a long run of images of every
+# width those add up to gigabytes. The padding never changes a result (the true widths go with the batch).
+WIDTH_BUCKET_STEPS = 4
+
+
+def bucket_width(width: int) -> int:
+    """The smallest bucket width >= `width`: m * 2**k with m in [WIDTH_BUCKET_STEPS, 2 * WIDTH_BUCKET_STEPS)."""
+    k = max(0, (width - 1).bit_length() - WIDTH_BUCKET_STEPS.bit_length())
+    return -(-width // (1 << k)) * (1 << k)
 MAX_GRAPHS = 32
 MAX_DECODERS = 8  # beam/lexicon decoders kept for reuse, least recently used dropped first
 
@@ -305,6 +315,8 @@ class Recognizer:
         pad_width = int(widths.max()) + self.guard_columns
         if self.cuda_graphs:
             pad_width = -(-pad_width // GRAPH_WIDTH_STEP) * GRAPH_WIDTH_STEP
+        else:
+            pad_width = bucket_width(pad_width)
         if self.preprocess == "host":
             images = pad_batch([p.pixels for p in batch], min_width=pad_width).images
             return images.to(self.device, non_blocking=True), widths
