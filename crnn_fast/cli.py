@@ -94,8 +94,12 @@ def iter_inputs(inputs: list[str]) -> Iterator[tuple[str, object]]:
 
 def _load_recognizer(args):
     from .models.pretrained import WeightsError
-    from .recognize import Recognizer
+    from .recognize import Recognizer, resolve_device
 
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise SystemExit(_error(f"--device: {e}")) from None
     options = {}
     for name in ("precision", "preprocess", "workers", "cuda_graphs"):
         if getattr(args, name, None) is not None:

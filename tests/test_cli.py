@@ -223,3 +223,97 @@ def test_file_names_cannot_break_or_forge_the_output(setup, tmp_path):
     assert json_out.returncode == 0, json_out.stderr
     paths = {os.path.basename(json.loads(line)["path"]) for line in json_out.stdout.splitlines()}
     assert paths == {"caf\udce9.png", "tab\there.png", "new\nline.png", "back\\slash.png", "z.png"}
+
+
+# -- hostile folders (hypothesis) ------------------------------------------------------------------------------
+
+def _hostile_file(kind: str, path: str, good_png: bytes) -> bool:
+    """Write one file of `kind` at `path`; returns whether `crnn-fast recognize` should read it."""
+    import struct
+    import zlib
+
+    def png_header(width, height):
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+                + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + struct.pack(">I", 1 << 20) + b"IDATxx")
+
+    if kind == "fifo":
+        os.mkfifo(path)
+        return False
+    if kind == "dangling link":
+        os.symlink(path + ".gone", path)
+        return False
+    data = {"good": good_png, "zero bytes": b"", "truncated": good_png[: len(good_png) // 2],
+            "text": b"this is not an image\n" * 10, "too wide header": png_header(300_000, 40),
+            "bomb header": png_header(40_000, 40_000)}[kind]
+    with open(path, "wb") as f:
+        f.write(data)
+    return kind == "good"
+
+
+HOSTILE_KINDS = ["good", "zero bytes", "truncated", "text", "too wide header", "bomb header", "fifo", "dangling link"]
+
+
+def test_hostile_folders_are_read_to_the_end(setup):
+    """Folders of random good and bad files (zero-byte, truncated, not images, a PNG under another image
+    extension, FIFOs, headers claiming huge sizes, dangling links, odd permission bits): recognize finishes,
+    prints every good image and reports every bad one, each once."""
+    pytest.importorskip("hypothesis")
+    import contextlib
+    import io
+    import shutil
+    import signal
+    import tempfile
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from crnn_fast.cli import main
+
+    root, weights = setup
+    good_png = (root / "imgs" / "000000.png").read_bytes()
+    entry = st.tuples(st.sampled_from(HOSTILE_KINDS), st.sampled_from([".png", ".jpg", ".PNG", ".tif", ".txt"]),
+                      st.sampled_from([0o644, 0o000, 0o4755, 0o200, 0o1777]), st.booleans())
+
+    class Blocked(Exception):
+        pass
+
+    def expired(signum, frame):
+        raise Blocked("crnn-fast recognize did not finish")
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(st.lists(entry, min_size=1, max_size=8))
+    def check(entries):
+        folder = tempfile.mkdtemp(prefix="hostile")
+        try:
+            expected = {}  # path -> readable
+            for i, (kind, ext, mode, nested) in enumerate(entries):
+                sub = os.path.join(folder, "sub") if nested else folder
+                os.makedirs(sub, exist_ok=True)
+                path = os.path.join(sub, f"f{i}{ext}")
+                readable = _hostile_file(kind, path, good_png)
+                if kind not in ("fifo", "dangling link"):
+                    os.chmod(path, mode)
+                    readable = readable and os.access(path, os.R_OK)
+                if ext != ".txt":  # folders are searched for image extensions only
+                    expected[path] = readable
+            out = io.StringIO()
+            previous = signal.signal(signal.SIGALRM, expired)
+            signal.alarm(20)
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+                    code = main(["recognize", folder, "--model", str(weights), "--device", "cpu", "--json",
+                                 "--no-progress", "-q"])
+            finally:
+                signal.alarm(0)
+                signal.signal(signal.SIGALRM, previous)
+            rows = [json.loads(line) for line in out.getvalue().splitlines()]
+            got = {r["path"]: r["error"] is None for r in rows}
+            assert len(rows) == len(got), "an input was reported twice"
+            assert got == expected
+            assert code == (0 if all(expected.values()) and expected else 1 if expected else 2)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # removing needs the folder's permission, not the files'
+
+
+    check()

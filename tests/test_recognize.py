@@ -445,3 +445,9 @@ def test_memory_stays_flat_over_images_of_every_width(recognizer):
         if i + 1 in (512, 2560):
             marks[i + 1] = rss_mb()
     assert marks[2560] - marks[512] < 25, marks
+
+
+@pytest.mark.parametrize("device", ["bogus", "meta", "cuda:x", "mps", "cpu:x"])
+def test_bad_devices_are_value_errors(recognizer, device):
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        Recognizer(recognizer.model, recognizer.charset, device=device)
