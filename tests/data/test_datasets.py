@@ -178,7 +178,7 @@ def deadline():
     """Fails a test that blocks (on a FIFO, in a walk that does not end) instead of hanging the run."""
     import signal
 
-    class Blocked(Exception):  # not an OSError, which glob and os.walk swallow
+    class Blocked(BaseException):  # not an OSError (glob and os.walk swallow those), nor any Exception
         pass
 
     def expired(signum, frame):
