@@ -3,15 +3,17 @@
 Dimensions: B images in a batch, W the padded width, T = W // 4 + 1 frames, K classes.
 
 Pipeline, streaming over any iterable of inputs with bounded memory:
-  1. load (CPU; `workers` threads read ahead): decode + grayscale; a bad item gets an error result and is
+  1. load (CPU; `workers` threads read ahead): decode + grayscale (datasets.load_line: regular files only, the
+     line width checked from the header, huge files decoded reduced); a bad item gets an error result and is
      left out. preprocess="host" then resizes to height 32 with PIL here; preprocess="device" only does the
      cheap integer reduce of huge images (datasets.plan_resize) and leaves the filtered resize to the device.
   2. a window of `window_batches` batches is sorted by output width and cut into batches, so that images of
      similar width share a batch and padding stays small;
   3. per batch: one pinned, non-blocking upload of the packed pixels; resize + normalise + pad on the device
-     (crnn_fast.ops.preprocess); the CNN (channels_last on CUDA) and the LSTMs under autocast when `precision`
-     is fp16/bf16, with the true widths so that padding never changes a result; decoding on the device
-     (greedy) or through CTCDecoder (beam / lexicon); one device-to-host copy of the decoded batch;
+     (crnn_fast.ops.preprocess), padded to one of a few widths (bucket_width); the CNN (channels_last on CUDA)
+     and the LSTMs under autocast when `precision` is fp16/bf16, with the true widths so that padding never
+     changes a result; decoding on the device (greedy) or through CTCDecoder (beam / lexicon); one
+     device-to-host copy of the decoded batch;
   4. results come out in input order. A CUDA out-of-memory error halves the batch size and retries.
 Optional CUDA-graph capture of the network per (batch, width bucket): cuda_graphs=True.
 """
