@@ -27,6 +27,30 @@ EXIT_ITEM_ERRORS = 1
 EXIT_USAGE = 2
 
 
+def _escape(name: str) -> str:
+    """A path as one TSV field and one line whatever its bytes: backslash, tab, newline and other control
+    characters as backslash escapes, bytes that are not UTF-8 (surrogate-escaped by the OS layer) as \\xNN,
+    so that no file name can forge a row or stop a strict UTF-8 stdout."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape of an undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF:
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(ch, f"\\x{code:02x}" if code < 0x100
+                                                                 else f"\\u{code:04x}"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _escape_text(text: str) -> str:
+    """Recognised text as one TSV field: tabs and line breaks (possible with a custom charset) escaped."""
+    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _error(message: str) -> int:
     print(f"crnn-fast: error: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -43,19 +67,22 @@ def _beam_width(text: str) -> int:
         raise argparse.ArgumentTypeError(message) from None
 
 
-def _tar_images(path: str) -> Iterator[tuple[str, bytes]]:
-    """(path:member, bytes) of the image members of a tar shard (WebDataset style), read as a stream."""
+def _tar_images(path: str) -> Iterator[tuple[str, object]]:
+    """(path:member, bytes) of the image members of a tar shard (WebDataset style), read as a stream; a shard
+    that cannot be read (not a tar, truncated, not a regular file) ends with one (path, ShardError) item."""
     import tarfile
 
-    from .data.datasets import IMAGE_EXTENSIONS
+    from .data.datasets import IMAGE_EXTENSIONS, ImageError, open_regular_file
 
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with open_regular_file(path) as f, tarfile.open(fileobj=f, mode="r|*") as tar:
             for member in tar:
                 if member.isfile() and member.name.lower().endswith(IMAGE_EXTENSIONS):
                     yield f"{path}:{member.name}", tar.extractfile(member).read()
+    except ImageError as e:
+        yield path, ShardError(f"not a readable tar shard: {e}")
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise ShardError(f"{path!r} is not a readable tar shard ({type(e).__name__}: {e})") from None
+        yield path, ShardError(f"{path!r} is not a readable tar shard ({type(e).__name__}: {e})")
 
 
 class ShardError(ValueError):
@@ -65,7 +92,9 @@ class ShardError(ValueError):
 def iter_inputs(inputs: list[str]) -> Iterator[tuple[str, object]]:
     """(name, item) for every input image (see datasets.iter_input_paths): tar shards (.tar/.tar.gz/.tgz) as their
     image members (item: the encoded bytes), everything else as its path; a path that does not exist is kept,
-    so it is reported as that item's error. Lazy: a folder of a million files is never listed in memory."""
+    so it is reported as that item's error. A shard that cannot be read gives (its path, ShardError) after the
+    members read before the damage: one bad input, and the inputs after it are still read.
+    Lazy: a folder of a million files is never listed in memory."""
     from .data.datasets import is_shard, iter_input_paths
 
     for path, found in iter_input_paths(inputs):
@@ -77,8 +106,12 @@ def iter_inputs(inputs: list[str]) -> Iterator[tuple[str, object]]:
 
 def _load_recognizer(args):
     from .models.pretrained import WeightsError
-    from .recognize import Recognizer
+    from .recognize import Recognizer, resolve_device
 
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise SystemExit(_error(f"--device: {e}")) from None
     options = {}
     for name in ("precision", "preprocess", "workers", "cuda_graphs"):
         if getattr(args, name, None) is not None:
@@ -111,39 +144,47 @@ def cmd_recognize(args) -> int:
     error = _build_decoder(recognizer, args.beam, lexicon)
     if error is not None:
         return error
-    names: collections.deque[str] = collections.deque()
+    # (name, error) per input in input order; error is set for an input the recognizer never sees (a shard that
+    # cannot be read). Results come back in the order of the items handed over.
+    pending: collections.deque[tuple[str, str | None]] = collections.deque()
 
-    def items():  # names queue up in input order; results come back in the same order
+    def items():
         for name, item in iter_inputs(args.paths):
-            names.append(name)
-            yield item
+            if isinstance(item, ShardError):
+                pending.append((name, str(item)))
+            else:
+                pending.append((name, None))
+                yield item
 
     bar = tqdm(unit="img", file=sys.stderr, disable=args.no_progress, desc="recognize", mininterval=0.5,
                delay=1.0)  # appears only for runs longer than a second
     failed = total = 0
-    start = time.perf_counter()
-    results = recognizer.recognize_iter(items(), beam=args.beam, lexicon=lexicon)
-    while True:
-        try:
-            r = next(results)
-        except StopIteration:
-            break
-        except ShardError as e:  # the images read so far are reported; the inputs after the shard are not
-            bar.close()
-            print(f"crnn-fast: error: {e}; the inputs after it were not read", file=sys.stderr)
-            return EXIT_ITEM_ERRORS
-        name = names.popleft()
+
+    def report(name: str, text: str | None, confidence: float | None, error: str | None) -> None:
+        nonlocal failed, total
         total += 1
-        if r.error is not None:
+        if error is not None:
             failed += 1
-            print(f"{name}: error: {r.error}", file=sys.stderr)
+            print(f"{_escape(name)}: error: {error}", file=sys.stderr)
             if args.json:
-                print(json.dumps({"path": name, "text": None, "confidence": None, "error": r.error}))
+                print(json.dumps({"path": name, "text": None, "confidence": None, "error": error}))
         elif args.json:
-            print(json.dumps({"path": name, "text": r.text, "confidence": round(r.confidence, 4), "error": None}))
+            print(json.dumps({"path": name, "text": text, "confidence": round(confidence, 4), "error": None}))
         else:
-            print(f"{name}\t{r.text}\t{r.confidence:.4f}")
+            print(f"{_escape(name)}\t{_escape_text(text)}\t{confidence:.4f}")
         bar.update(1)
+
+    def report_input_errors() -> None:
+        while pending and pending[0][1] is not None:
+            name, error = pending.popleft()
+            report(name, None, None, error)
+
+    start = time.perf_counter()
+    for r in recognizer.recognize_iter(items(), beam=args.beam, lexicon=lexicon):
+        report_input_errors()
+        name, _ = pending.popleft()
+        report(name, r.text, r.confidence, r.error)
+    report_input_errors()
     bar.close()
     elapsed = time.perf_counter() - start
     if total == 0:
@@ -214,7 +255,7 @@ def cmd_export(args) -> int:
 
     try:
         paths = export(args.run_dir, args.out, checkpoint=args.checkpoint, half=args.half)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         return _error(str(e))
     print(*paths)
     return 0

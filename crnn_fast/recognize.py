@@ -3,15 +3,17 @@
 Dimensions: B images in a batch, W the padded width, T = W // 4 + 1 frames, K classes.
 
 Pipeline, streaming over any iterable of inputs with bounded memory:
-  1. load (CPU; `workers` threads read ahead): decode + grayscale; a bad item gets an error result and is
+  1. load (CPU; `workers` threads read ahead): decode + grayscale (datasets.load_line: regular files only, the
+     line width checked from the header, huge files decoded reduced); a bad item gets an error result and is
      left out. preprocess="host" then resizes to height 32 with PIL here; preprocess="device" only does the
      cheap integer reduce of huge images (datasets.plan_resize) and leaves the filtered resize to the device.
   2. a window of `window_batches` batches is sorted by output width and cut into batches, so that images of
      similar width share a batch and padding stays small;
   3. per batch: one pinned, non-blocking upload of the packed pixels; resize + normalise + pad on the device
-     (crnn_fast.ops.preprocess); the CNN (channels_last on CUDA) and the LSTMs under autocast when `precision`
-     is fp16/bf16, with the true widths so that padding never changes a result; decoding on the device
-     (greedy) or through CTCDecoder (beam / lexicon); one device-to-host copy of the decoded batch;
+     (crnn_fast.ops.preprocess), padded to one of a few widths (bucket_width); the CNN (channels_last on CUDA)
+     and the LSTMs under autocast when `precision` is fp16/bf16, with the true widths so that padding never
+     changes a result; decoding on the device (greedy) or through CTCDecoder (beam / lexicon); one
+     device-to-host copy of the decoded batch;
   4. results come out in input order. A CUDA out-of-memory error halves the batch size and retries.
 Optional CUDA-graph capture of the network per (batch, width bucket): cuda_graphs=True.
 """
@@ -34,7 +36,7 @@ from PIL import Image
 
 from ._checks import check_positive_int
 from .data.charset import Charset
-from .data.datasets import MAX_WIDTH, ImageError, plan_resize, prepare_image, to_gray
+from .data.datasets import MAX_WIDTH, ImageError, load_line, prepare_image
 from .data.synth import pad_batch
 from .models.crnn import CRNN
 from .models.onnx import OnnxCRNN, is_onnx_path
@@ -48,7 +50,18 @@ PREPROCESS = ("auto", "host", "device")
 # make the log-probs of an image the same padded by 32 or 300 columns (to 6e-6); 24 do not (0.9).
 GUARD_COLUMNS = 32
 GRAPH_WIDTH_STEP = 64  # with cuda_graphs, batches are padded to a multiple of this width: few graphs to capture
+# Batches are padded to one of a few widths, WIDTH_BUCKET_STEPS per doubling (at most 1/4 wider than needed):
+# oneDNN (and cuDNN) keep a compiled kernel per input shape they see, and over a long run of images of every
+# width those add up to gigabytes. The padding never changes a result (the true widths go with the batch).
+WIDTH_BUCKET_STEPS = 4
+
+
+def bucket_width(width: int) -> int:
+    """The smallest bucket width >= `width`: m * 2**k with m in [WIDTH_BUCKET_STEPS, 2 * WIDTH_BUCKET_STEPS)."""
+    k = max(0, (width - 1).bit_length() - WIDTH_BUCKET_STEPS.bit_length())
+    return -(-width // (1 << k)) * (1 << k)
 MAX_GRAPHS = 32
+MAX_DECODERS = 8  # beam/lexicon decoders kept for reuse, least recently used dropped first
 
 
 @dataclass
@@ -73,11 +86,23 @@ class RecognitionResult:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """"auto"/None (CUDA if available, else the CPU), or a CPU / CUDA device; anything else is a ValueError."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available here")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {str(device)!r} (the Recognizer "
+                         "runs on the CPU or a CUDA GPU)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
     return device
 
 
@@ -164,7 +189,7 @@ class Recognizer:
         self.min_width = max(self.model.min_width, 8)
         self.guard_columns = GUARD_COLUMNS
         self._batch_cap = batch_size  # lowered by out-of-memory back-off
-        self._decoders: dict = {}
+        self._decoders: collections.OrderedDict = collections.OrderedDict()  # (beam, words) -> CTCDecoder, LRU
         self._graphs: collections.OrderedDict = collections.OrderedDict()
         # Greedy decoding where the log-probs are: the compiled kernel of the device, or on CUDA while that kernel
         # is not validated (see _ext.GPU_VALIDATED) the same decoding in torch ops, still on the GPU.
@@ -244,7 +269,7 @@ class Recognizer:
             if self.preprocess == "host":
                 pixels = prepare_image(item, max_width=self.max_width, min_width=self.min_width)
                 return _Loaded(index, pixels, pixels.shape[1])
-            pixels, width = plan_resize(to_gray(item), max_width=self.max_width)
+            pixels, width = load_line(item, max_width=self.max_width)
             return _Loaded(index, np.ascontiguousarray(pixels), width)
         except (ImageError, TypeError) as e:
             return RecognitionResult("", 0.0, source=_describe(item, index), error=str(e))
@@ -316,6 +341,8 @@ class Recognizer:
         pad_width = int(widths.max()) + self.guard_columns
         if self.cuda_graphs:
             pad_width = -(-pad_width // GRAPH_WIDTH_STEP) * GRAPH_WIDTH_STEP
+        else:
+            pad_width = bucket_width(pad_width)
         if self.preprocess == "host":
             images = pad_batch([p.pixels for p in batch], min_width=pad_width).images
             return images.to(self.device, non_blocking=True), widths
@@ -420,18 +447,36 @@ class Recognizer:
     def _decoder(self, beam: int | None, lexicon):
         if not beam and lexicon is None:
             return None
-        key = (beam, id(lexicon) if lexicon is not None else None)
-        if key in self._decoders:
-            return self._decoders[key]
+        words = _lexicon_words(lexicon) if lexicon is not None else None
+        # Keyed by the words themselves: an id() is reused by the next list once the first is freed, and a list
+        # edited in place keeps its id, so either would hand back a decoder built for other words.
+        key = (beam, words)
+        decoder = self._decoders.get(key)
+        if decoder is not None:
+            self._decoders.move_to_end(key)
+            return decoder
         from .decoding import CTCDecoder  # loaded on first use, like the other heavier parts
-        if isinstance(lexicon, (str, os.PathLike)):
-            lexicon = [w.strip() for w in Path(lexicon).read_text(encoding="utf-8").splitlines() if w.strip()]
+
         kwargs = {"beam_width": beam or 16}
-        if lexicon is not None:
-            kwargs["lexicon"] = list(lexicon)
+        if words is not None:
+            kwargs["lexicon"] = list(words)
         decoder = CTCDecoder(self.charset, **kwargs)
         self._decoders[key] = decoder
+        while len(self._decoders) > MAX_DECODERS:
+            self._decoders.popitem(last=False)
         return decoder
 
+
+def _lexicon_words(lexicon) -> tuple[str, ...]:
+    """The words of a lexicon given as an iterable of str or a file (one word per line)."""
+    if isinstance(lexicon, (str, os.PathLike)):
+        return tuple(w.strip() for w in Path(lexicon).read_text(encoding="utf-8").splitlines() if w.strip())
+    if not isinstance(lexicon, Iterable) or isinstance(lexicon, (bytes, bytearray)):
+        raise TypeError(f"lexicon must be an iterable of words (str) or a word-list file, got {type(lexicon).__name__}")
+    words = tuple(lexicon)
+    for i, w in enumerate(words):
+        if not isinstance(w, str):
+            raise TypeError(f"lexicon must hold str words, got {type(w).__name__} at index {i}")
+    return words
 
 __all__ = ["Recognizer", "RecognitionResult", "PRECISIONS", "resolve_device"]

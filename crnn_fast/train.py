@@ -194,13 +194,61 @@ def validate(model: CRNN, val: list[Batch], charset: Charset, device) -> dict:
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """The RNG states as tensors and plain types, so that a checkpoint loads with torch.load(weights_only=True)."""
+    numpy_state = np.random.get_state(legacy=False)  # {"bit_generator", "state": {"key", "pos"}, "has_gauss", "gauss"}
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"bit_generator": numpy_state["bit_generator"],
+                      "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                      "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                      "gauss": float(numpy_state["gauss"])}}
 
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = {"bit_generator": numpy_state["bit_generator"],
+                       "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+                       "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]}
+    np.random.set_state(numpy_state)  # older checkpoints: the legacy tuple holding an ndarray
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded safely (not a checkpoint, damaged, or its pickle wants code)."""
+
+
+def _old_numpy_rng_globals() -> list:
+    """What the NumPy RNG state of checkpoints written before it was stored as a tensor needs: an ndarray of
+    uint32. _reconstruct builds only an allowed subtype (ndarray), so nothing else can be constructed."""
+    core = np._core if hasattr(np, "_core") else np.core
+    reconstruct = core.multiarray._reconstruct
+    return [reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+            type(np.dtype(np.uint32))]
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """A training checkpoint, read with torch.load(weights_only=True): tensors and plain types only, so that a
+    crafted file cannot run code. Raises CheckpointError naming the file and what it refers to."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_old_numpy_rng_globals()):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # not a zip checkpoint: the loader's own first line says what it refused
+            unsafe = str(e).strip().splitlines()[-1:]
+        raise CheckpointError(f"{str(path)!r} is not a checkpoint that loads safely: it refers to code or types a "
+                              f"checkpoint does not hold ({', '.join(unsafe) or e}); it was not loaded") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{str(path)!r} is not a crnn_fast training checkpoint (no 'model' state_dict)")
+    return ckpt
 
 
 def _budget_factor(progress: float, warmup: float) -> float:
@@ -213,7 +261,7 @@ def _budget_factor(progress: float, warmup: float) -> float:
 
 def _initial_weights(init_from: str, device) -> dict:
     if init_from.endswith(".pt"):
-        return torch.load(init_from, map_location=device, weights_only=False)["model"]
+        return load_checkpoint(init_from, map_location=device)["model"]
     from .models.pretrained import load_pretrained
 
     model, _charset, _meta = load_pretrained(init_from, map_location=device)
@@ -289,7 +337,7 @@ def _train(config: TrainConfig, dist_context: DistributedContext, *, resume: boo
     last = out / "last.pt"
     # Rank 0 reads the checkpoint and hands it to the others: nodes need not share a file system. On the
     # CPU first: the RNG state must stay there, and rank 0's GPU tensors must not land on other ranks' GPU.
-    ckpt = torch.load(last, map_location="cpu", weights_only=False) if resume and is_main and last.exists() else None
+    ckpt = load_checkpoint(last) if resume and is_main and last.exists() else None
     ckpt = dist_context.broadcast_object(ckpt)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -404,7 +452,7 @@ def export(run_dir: str, path: str, *, checkpoint: str = "best.pt", half: bool =
     ckpt_path = Path(run_dir) / checkpoint
     if not ckpt_path.exists():
         ckpt_path = Path(run_dir) / "last.pt"
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(ckpt_path)
     config = TrainConfig(**{k: v for k, v in ckpt["config"].items()
                             if k in {f.name for f in dataclasses.fields(TrainConfig)}})
     charset = CHARSETS[config.charset]()

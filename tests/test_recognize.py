@@ -341,3 +341,120 @@ def test_beam_out_of_bounds_is_an_error_before_any_image(recognizer, beam):
     # Before: beam=0 decoded greedily; 16777216 was accepted (ten minutes for one image).
     with pytest.raises(ValueError, match="^beam must be"):
         recognizer.recognize([np.zeros((32, 64), np.uint8)], beam=beam)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    if not SHIPPED:
+        pytest.skip("no shipped weights in crnn_fast/models/weights yet")
+    return Recognizer.from_pretrained(device="cpu")
+
+
+def test_lexicon_decoder_follows_the_words_not_the_object(shipped):
+    """The beam/lexicon decoder is reused by the words it was built for: a list edited in place, or a new list
+    that gets the id of a freed one, must decode with its own words."""
+    cat = _text_image("cat")
+    assert shipped.recognize(cat).text == "cat"
+    lexicon = ["cat"]
+    assert shipped.recognize(cat, lexicon=lexicon).text == "cat"
+    lexicon[:] = ["dog"]
+    assert set(shipped.recognize(cat, lexicon=lexicon).text.split()) <= {"dog"}
+    for i in range(20):  # temporary lists: CPython hands a freed list's id to the next one
+        words = ["cat"] if i % 2 else ["dog", "act"]
+        text = shipped.recognize(cat, lexicon=list(words)).text
+        assert set(text.split()) <= set(words), (i, text)
+
+
+def test_lexicon_decoders_are_bounded(recognizer):
+    from crnn_fast.recognize import MAX_DECODERS
+
+    rec = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=4)
+    image = _text_image()
+    for i in range(3 * MAX_DECODERS):
+        rec.recognize(image, lexicon=[f"word{i}"])
+    assert len(rec._decoders) == MAX_DECODERS
+    again = rec.recognize(image, lexicon=["word0"])  # rebuilt after eviction: the same words, the same result
+    assert again.text == Recognizer(recognizer.model, recognizer.charset, device="cpu").recognize(
+        image, lexicon=["word0"]).text
+
+
+@pytest.mark.parametrize("fmt, limit_mb", [("PNG", 250), ("JPEG", 60)])
+def test_a_huge_image_is_decoded_reduced(tiny_weights, tmp_path, fmt, limit_mb):
+    """A 12000x12000 file (small on disk) costs at most its decoded size once (PNG, 144 MB in gray) or far less
+    (JPEG, scaled while decoding), not its full-size decode and every conversion of it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"huge.{fmt.lower()}"
+    Image.new("L", (12000, 12000), 255).save(path, format=fmt)
+    script = ("import resource, sys, warnings, torch; warnings.simplefilter('ignore'); torch.set_num_threads(1)\n"
+              "from crnn_fast.recognize import Recognizer\n"
+              "rec = Recognizer.from_pretrained(sys.argv[1], device='cpu')\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "r = rec.recognize(sys.argv[2])\n"
+              "assert r.error is None, r.error\n"
+              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tiny_weights), str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip()) < limit_mb, out.stdout
+
+
+def test_constant_integer_array_is_recognised(recognizer):
+    r = recognizer.recognize(np.full((32, 100), 300, np.int32))
+    assert r.error is None, r.error
+
+
+def _random_width_images(n, seed=0, max_width=1200):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):  # fresh arrays of every width: nothing is kept alive by the caller
+        yield rng.integers(0, 256, (32, int(rng.integers(16, max_width))), dtype=np.uint8)
+
+
+def test_batches_are_padded_to_few_widths(recognizer):
+    from crnn_fast.recognize import bucket_width
+
+    rec = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=8, window_batches=2)
+    widths = set()
+    handle = rec.model.register_forward_pre_hook(lambda module, args: widths.add(args[0].shape[-1]))
+    try:
+        for _ in rec.recognize_iter(_random_width_images(400)):
+            pass
+    finally:
+        handle.remove()
+    assert len(widths) <= 20, sorted(widths)  # 400 images of ~400 different widths
+    assert all(bucket_width(w) == w for w in widths)
+    assert all(w <= bucket_width(w) <= 1.25 * w for w in range(1, 6000))
+
+
+def test_width_buckets_do_not_change_results(recognizer, monkeypatch):
+    import crnn_fast.recognize as recognize_module
+
+    images = list(_random_width_images(48, seed=3, max_width=500)) + [np.asarray(_text_image("Hello world"))]
+    rec = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=8)
+    bucketed = rec.recognize(images)
+    monkeypatch.setattr(recognize_module, "WIDTH_BUCKET_STEPS", 1 << 20)  # every width its own bucket
+    exact = rec.recognize(images)
+    assert [r.text for r in bucketed] == [r.text for r in exact]
+    np.testing.assert_allclose([r.confidence for r in bucketed], [r.confidence for r in exact], atol=1e-5)
+
+
+def test_memory_stays_flat_over_images_of_every_width(recognizer):
+    """oneDNN compiles a kernel per input shape it meets: with every batch its own width, resident memory grew
+    with the number of images (old code: +58 MB over these 2,048; the shipped model: +1.3 GB over 20,000)."""
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    rec = Recognizer(recognizer.model, recognizer.charset, device="cpu", batch_size=32, window_batches=4)
+    marks = {}
+    for i, _ in enumerate(rec.recognize_iter(_random_width_images(2560, seed=1))):
+        if i + 1 in (512, 2560):
+            marks[i + 1] = rss_mb()
+    assert marks[2560] - marks[512] < 25, marks
+
+
+@pytest.mark.parametrize("device", ["bogus", "meta", "cuda:x", "mps", "cpu:x"])
+def test_bad_devices_are_value_errors(recognizer, device):
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        Recognizer(recognizer.model, recognizer.charset, device=device)

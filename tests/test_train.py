@@ -1,12 +1,16 @@
 import json
+import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 from crnn_fast.data import Charset, synth
 from crnn_fast.data.synth import pad_batch
 from crnn_fast.models.crnn import CRNN, CRNNConfig
-from crnn_fast.train import TrainConfig, ctc_loss, export, train
+from crnn_fast.train import CheckpointError, TrainConfig, ctc_loss, export, load_checkpoint, train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -80,10 +84,10 @@ def test_resume_continues_identically(tmp_path):
     train(straight)
     split = _config(tmp_path / "b")
     train(split, stop_after=3)
-    assert torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)["step"] == 3
     train(split)  # resumes from step 3
-    a = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 6
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6, msg=k)
@@ -104,3 +108,63 @@ def test_config_file_and_errors(tmp_path):
         TrainConfig.from_file(str(path))
     with pytest.raises(ValueError, match="variant"):
         TrainConfig(variant="huge").model_config()
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a crafted checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _hostile_checkpoint(path, marker):
+    # A real checkpoint's keys, so that only the payload differs from one train() writes.
+    torch.save({"model": {"w": torch.zeros(1), "payload": _RunsCode(marker)}, "step": 3, "config": {}}, path)
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path):
+    """export, --init-from and resuming read checkpoints with weights_only=True: the payload never runs."""
+    marker = tmp_path / "code_ran"
+    run = tmp_path / "run"
+    run.mkdir()
+    _hostile_checkpoint(run / "best.pt", marker)
+    with pytest.raises(CheckpointError, match="not a checkpoint that loads safely.*system"):
+        export(str(run), str(tmp_path / "m"))
+    with pytest.raises(CheckpointError, match="loads safely"):
+        train(_config(tmp_path, init_from=str(run / "best.pt")))
+    _hostile_checkpoint(run / "last.pt", marker)
+    with pytest.raises(CheckpointError, match="loads safely"):
+        train(_config(tmp_path))  # out_dir is run/: resumes from last.pt
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-m", "crnn_fast.cli", "export", str(run), str(tmp_path / "m")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2 and "loads safely" in out.stderr and "Traceback" not in out.stderr
+    assert not marker.exists()
+
+
+def test_damaged_checkpoints_are_clear_errors(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="no 'model'"):
+        load_checkpoint(tmp_path / "list.pt")
+
+
+def test_a_checkpoint_with_the_old_numpy_rng_state_still_resumes(tmp_path):
+    """Checkpoints written before the RNG states were stored as plain types hold NumPy's legacy state tuple
+    (an ndarray): the one non-plain type they need is allowed, and they resume."""
+    _need_fonts()
+    config = _config(tmp_path)
+    train(config, stop_after=3)
+    last = tmp_path / "run" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    np.random.seed(5)
+    ckpt["rng"]["numpy"] = np.random.get_state()
+    torch.save(ckpt, last)
+    assert isinstance(load_checkpoint(last)["rng"]["numpy"][1], np.ndarray)
+    record = train(config)
+    assert record["step"] == 6

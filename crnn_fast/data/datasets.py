@@ -10,10 +10,12 @@ prepare_image() turns a path, a PIL image or a numpy array into the model's (32,
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import io
 import os
 import random
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -35,40 +37,115 @@ class ImageError(ValueError):
 # -- preprocessing ---------------------------------------------------------------------------------------
 
 
-def open_image(path: str | os.PathLike | bytes) -> Image.Image:
-    """Open and fully decode an image file (or the bytes of an encoded image, e.g. from a tar shard or
-    object store); every failure becomes an ImageError naming the file."""
-    if isinstance(path, (bytes, bytearray, memoryview)):
-        return _open_encoded(bytes(path))
+def open_regular_file(path: str | os.PathLike):
+    """`path` opened for binary reading, if it is a regular file; else ImageError. A FIFO would block the reader
+    until a writer comes (forever) and a device can stream without end. Opening with O_NONBLOCK returns at once
+    for a FIFO, and fstat on the open descriptor decides, so nothing can be swapped in between check and read."""
+    name = os.fspath(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy() if img.mode != "P" else img.convert("RGBA")
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise ImageError(f"{os.fspath(path)!r}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{os.fspath(path)!r}: is a directory") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{os.fspath(path)!r}: image too large ({e})") from None
-    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as e:
-        raise ImageError(f"{os.fspath(path)!r}: cannot read image ({type(e).__name__}: {e})") from None
-
-
-def _open_encoded(data: bytes) -> Image.Image:
-    import io
-
-    if not data:
-        raise ImageError("image bytes are empty")
+        raise ImageError(f"{name!r}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"{name!r}: cannot open ({type(e).__name__}: {e.strerror or e})") from None
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return img.copy() if img.mode != "P" else img.convert("RGBA")
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                    "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                    else "not a plain file")
+            raise ImageError(f"{name!r}: is {kind}; only regular files are read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def line_reduce_factor(width: int, height_px: int, height: int = HEIGHT, *, max_width: int = MAX_WIDTH) -> int:
+    """For an image of width x height_px: the integer factor by which it can be shrunk before resizing to
+    `height` without losing detail (1: none), when it is more than 4x too big. Raises ImageError if the line
+    would be wider than max_width at `height`: this needs the size alone, which a file's header gives."""
+    if width < 1 or height_px < 1:
+        raise ImageError(f"image has zero size ({width}x{height_px})")
+    new_w = max(1, round(width * height / height_px))
+    if new_w > max_width:
+        raise ImageError(f"image is {width}x{height_px}: too wide for one text line ({new_w} px at height {height}, "
+                         f"max {max_width}); split it into lines or crops first")
+    if height_px > 4 * height and width > 4 * new_w:
+        return max(1, min(height_px // (2 * height), width // (2 * new_w)))
+    return 1
+
+
+# Modes whose integer reduce commutes with to_gray (up to rounding); others are decoded at full size.
+_REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "YCbCr")
+
+
+def _decode(img: Image.Image, line: tuple[int, int] | None) -> Image.Image:
+    """Decode an opened image. line=(height, max_width): the image is for a text line of that height, so its size
+    is checked from the header before decoding, and a huge image is decoded reduced (JPEG: scaled while decoding,
+    by draft; other formats: reduced right after decoding, before any mode conversion copies it)."""
+    factor = 1
+    if line is not None:
+        factor = line_reduce_factor(img.width, img.height, line[0], max_width=line[1])
+        if factor > 1 and img.format == "JPEG":
+            img.draft(img.mode if img.mode in ("L", "RGB") else None,
+                      (-(-img.width // factor), -(-img.height // factor)))
+    img.load()
+    out = img.convert("RGBA") if img.mode in ("P", "PA") else img
+    if factor > 1:
+        if out.mode == "1":
+            out = out.convert("L")
+        if out.mode in _REDUCIBLE_MODES:
+            factor = line_reduce_factor(out.width, out.height, line[0], max_width=line[1])  # after draft's scaling
+            if factor > 1:
+                out = out.reduce(factor)
+    return out
+
+
+def open_image(path: str | os.PathLike | bytes) -> Image.Image:
+    """Open and fully decode an image file (or the bytes of an encoded image, e.g. from a tar shard or object
+    store, or a binary file object); every failure becomes an ImageError naming the file. Only regular files
+    are read."""
+    return _open_image(path, None)[0]
+
+
+def _open_image(path, line: tuple[int, int] | None) -> tuple[Image.Image, tuple[int, int]]:
+    """(decoded image, its full (width, height) from the header); line: see _decode."""
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        return _open_encoded(bytes(path), line)
+    if not isinstance(path, (str, os.PathLike)):  # a file object
+        return _open_encoded(path, line)
+    name = os.fspath(path)
+    with open_regular_file(name) as f:
+        try:
+            with Image.open(f) as img:
+                return _decode(img, line), img.size
+        except ImageError as e:
+            raise ImageError(f"{name!r}: {e}") from None
+        except Image.DecompressionBombError as e:
+            raise ImageError(f"{name!r}: image too large ({e})") from None
+        except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as e:
+            raise ImageError(f"{name!r}: cannot read image ({type(e).__name__}: {e})") from None
+
+
+def _open_encoded(data, line: tuple[int, int] | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    if isinstance(data, bytes):
+        if not data:
+            raise ImageError("image bytes are empty")
+        size = f"{len(data)} bytes"
+        data = io.BytesIO(data)
+    else:
+        size = "file object"
+    try:
+        with Image.open(data) as img:
+            return _decode(img, line), img.size
     except Image.DecompressionBombError as e:
         raise ImageError(f"image too large ({e})") from None
     except Image.UnidentifiedImageError:
-        raise ImageError(f"cannot decode image bytes ({len(data)} bytes): not an image format PIL reads") from None
+        raise ImageError(f"cannot decode image bytes ({size}): not an image format PIL reads") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"cannot decode image bytes ({len(data)} bytes; {type(e).__name__}: {e})") from None
+        raise ImageError(f"cannot decode image bytes ({size}; {type(e).__name__}: {e})") from None
 
 
 def _flatten_alpha(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -133,7 +210,8 @@ def _array_to_gray(arr: np.ndarray) -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.integer):
         arr = arr.astype(np.float32)
         lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > 255 or lo < 0 else arr
+        if hi > lo and (hi > 255 or lo < 0):  # outside 0..255: stretch its range (a constant image is clipped)
+            arr = (arr - lo) * (255.0 / (hi - lo))
     elif np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)
         if not np.isfinite(arr).all():
@@ -152,15 +230,26 @@ def _array_to_gray(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
 
 
-def plan_resize(gray: np.ndarray, height: int = HEIGHT, *, max_width: int = MAX_WIDTH) -> tuple[np.ndarray, int]:
+def load_line(image, height: int = HEIGHT, *, max_width: int = MAX_WIDTH) -> tuple[np.ndarray, int]:
+    """Anything to_gray accepts, as a text line to resize to `height`: (grayscale image, its output width).
+    A file's size is checked from its header before decoding (ImageError past max_width), and a huge file is
+    decoded reduced; the output width is that of the full-size image either way."""
+    size = None
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
+        image, size = _open_image(image, (height, max_width))
+    return plan_resize(to_gray(image), height, max_width=max_width, size=size)
+
+
+def plan_resize(gray: np.ndarray, height: int = HEIGHT, *, max_width: int = MAX_WIDTH,
+                size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
     """The host-side part of resizing to `height`: the output width (aspect kept; ImageError past max_width),
     and the image after a cheap integer reduce when it is more than 4x too big (so that a huge image is
-    neither filtered at full size nor uploaded to the GPU at full size). Returns (image, output width)."""
+    neither filtered at full size nor uploaded to the GPU at full size). size: the (width, height) the image
+    had before a reduce at decoding, which sets the output width. Returns (image, output width)."""
     h, w = gray.shape
-    new_w = max(1, round(w * height / h))
-    if new_w > max_width:
-        raise ImageError(f"image is {w}x{h}: too wide for one text line ({new_w} px at height {height}, "
-                         f"max {max_width}); split it into lines or crops first")
+    full_w, full_h = size or (w, h)
+    line_reduce_factor(full_w, full_h, height, max_width=max_width)  # the too-wide check
+    new_w = max(1, round(full_w * height / full_h))
     if h > 4 * height and w > 4 * new_w:
         factor = min(h // (2 * height), w // (2 * new_w))
         if factor > 1:
@@ -168,10 +257,7 @@ def plan_resize(gray: np.ndarray, height: int = HEIGHT, *, max_width: int = MAX_
     return gray, new_w
 
 
-def resize_to_height(gray: np.ndarray, height: int = HEIGHT, *, max_width: int = MAX_WIDTH,
-                     min_width: int = 8) -> np.ndarray:
-    """(H, W) uint8 -> (height, W') keeping the aspect ratio; raises ImageError if W' > max_width."""
-    gray, new_w = plan_resize(gray, height, max_width=max_width)
+def _resize(gray: np.ndarray, new_w: int, height: int, min_width: int) -> np.ndarray:
     img = Image.fromarray(gray)
     if img.size != (new_w, height):
         img = img.resize((new_w, height), Image.BILINEAR)
@@ -181,9 +267,17 @@ def resize_to_height(gray: np.ndarray, height: int = HEIGHT, *, max_width: int =
     return np.ascontiguousarray(out)
 
 
+def resize_to_height(gray: np.ndarray, height: int = HEIGHT, *, max_width: int = MAX_WIDTH,
+                     min_width: int = 8) -> np.ndarray:
+    """(H, W) uint8 -> (height, W') keeping the aspect ratio; raises ImageError if W' > max_width."""
+    gray, new_w = plan_resize(gray, height, max_width=max_width)
+    return _resize(gray, new_w, height, min_width)
+
+
 def prepare_image(image, *, max_width: int = MAX_WIDTH, min_width: int = 8) -> np.ndarray:
     """Anything to_gray accepts -> the model's (32, W) uint8 input (before padding and normalising)."""
-    return resize_to_height(to_gray(image), max_width=max_width, min_width=min_width)
+    gray, new_w = load_line(image, max_width=max_width)
+    return _resize(gray, new_w, HEIGHT, min_width)
 
 
 # -- inputs ----------------------------------------------------------------------------------------------
@@ -196,25 +290,120 @@ def is_shard(path: str) -> bool:
 def iter_input_paths(inputs) -> Iterator[tuple[str, bool]]:
     """(path, found) for every input of `crnn-fast recognize` and its Ray variant: files as given; folders as
     their image files and tar shards (recursive, sorted, walked lazily so a million files are never listed
-    at once); globs expanded (recursive with **; files only). An input that is neither an existing file or
+    at once); globs expanded (recursive with **; everything but folders, so that a FIFO or device named like an
+    image is reported rather than skipped). Symbolic links to folders are followed, each real folder once: a
+    link loop is walked once, not until the path gets too long. An input that is neither an existing file or
     folder nor a glob matching a file comes back as given with found=False, for the caller to report."""
     for item in map(os.fspath, inputs):
         if os.path.isdir(item):
-            for dirpath, dirnames, files in os.walk(item):
-                dirnames.sort()
-                for f in sorted(files):
-                    if f.lower().endswith(IMAGE_EXTENSIONS + SHARD_SUFFIXES):
-                        yield os.path.join(dirpath, f), True
+            for path in _walk_files(item):
+                if path.lower().endswith(IMAGE_EXTENSIONS + SHARD_SUFFIXES):
+                    yield path, True
         elif os.path.isfile(item):
             yield item, True
         else:
-            matches = []
+            found = False
             if glob.has_magic(item):
-                matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-            if not matches:
+                for path in sorted(p for p in iter_glob(item) if not os.path.isdir(p)):
+                    found = True
+                    yield path, True
+            if not found:
                 yield item, False
-            for p in matches:
-                yield p, True
+
+
+def _real_dir(path: str) -> tuple[int, int] | None:
+    """The identity of the folder `path` resolves to (device, inode), or None if it is not a readable folder."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _walk_files(root: str) -> Iterator[str]:
+    """The non-folder entries under `root`, depth first, sorted, following links to folders, each real folder
+    once (a link back to an ancestor, or two links to one folder, would otherwise repeat or never end)."""
+    seen = {_real_dir(root)}
+    for dirpath, dirnames, files in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(dirnames):
+            real = _real_dir(os.path.join(dirpath, name))
+            if real is not None and real not in seen:
+                seen.add(real)
+                kept.append(name)
+        dirnames[:] = kept
+        for f in sorted(files):
+            yield os.path.join(dirpath, f)
+
+
+def iter_glob(pattern: str) -> Iterator[str]:
+    """glob.glob(pattern, recursive=True), lazily (sorted within each folder), except that '**' follows links to
+    folders once per real folder: glob itself follows them again and again around a link loop (the same image
+    listed dozens of times, or, with two loops, a walk that does not end)."""
+    parts = pattern.split(os.sep)
+    root = os.sep if parts[0] == "" else ""
+    yield from _glob_parts(root, [p for p in parts if p])
+
+
+def _sorted_entries(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder or os.curdir) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError:
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _glob_parts(base: str, parts: list[str]) -> Iterator[str]:
+    if not parts:
+        yield base
+        return
+    head, rest = parts[0], parts[1:]
+    if not glob.has_magic(head):
+        path = os.path.join(base, head)
+        if (os.path.isdir(path) if rest else os.path.lexists(path)):
+            yield from _glob_parts(path, rest)
+        return
+    if head == "**":
+        while rest and rest[0] == "**":
+            rest = rest[1:]
+        for folder in _folders_below(base):  # each '**' walks each real folder below its base once
+            if rest:
+                yield from _glob_parts(folder, rest)
+            else:  # a trailing '**': every folder and file below (the base folder itself as glob writes it)
+                if folder != base:
+                    yield folder
+                elif base:
+                    yield os.path.join(base, "")
+                for entry in _sorted_entries(folder):
+                    if not entry.name.startswith(".") and not _is_dir(entry):
+                        yield os.path.join(folder, entry.name)
+        return
+    hidden = head.startswith(".")  # as glob: '*' does not match a leading dot
+    for entry in _sorted_entries(base):
+        if (hidden or not entry.name.startswith(".")) and fnmatch.fnmatchcase(entry.name, head):
+            if rest and not _is_dir(entry):
+                continue
+            yield from _glob_parts(os.path.join(base, entry.name), rest)
+
+
+def _folders_below(base: str, seen: set | None = None) -> Iterator[str]:
+    """`base` and every non-hidden folder below it, depth first, each real folder once."""
+    seen = set() if seen is None else seen
+    real = _real_dir(base or os.curdir)
+    if real is None or real in seen:
+        return
+    seen.add(real)
+    yield base
+    for entry in _sorted_entries(base):
+        if not entry.name.startswith(".") and _is_dir(entry):
+            yield from _folders_below(os.path.join(base, entry.name), seen)
 
 
 # -- datasets --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..data.charset import Charset
-from .crnn import CRNN, CRNN_CONFIGS, CRNNConfig
+from .crnn import CRNN, CRNN_CONFIGS, CRNNConfig, check_lstm_backend_arg
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "crnn_small_ascii"
@@ -80,7 +80,11 @@ def resolve_weights(name_or_path: str | os.PathLike | None) -> tuple[Path, Path]
         path = found[0]
     if not path.exists():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    if path.suffix not in (".safetensors", ".json"):
+        # Not swapped for the .safetensors beside it: `x.pt` is most likely a training checkpoint.
+        raise WeightsError(f"{str(path)!r} is not a .safetensors weights file (or its .json sidecar); a training "
+                           "checkpoint (.pt) becomes one with `crnn-fast export RUN_DIR OUT`")
+    base = path.with_suffix("")
     weights, sidecar = base.with_suffix(".safetensors"), base.with_suffix(".json")
     if not weights.exists():
         raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
@@ -99,36 +103,77 @@ def read_sidecar(sidecar: Path) -> dict:
     return meta
 
 
+def _sidecar_int(meta: dict, name: str, sidecar: Path, default: int | None = None) -> int:
+    value = meta.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WeightsError(f"{str(sidecar)!r}: field {name!r} must be a positive int, got {value!r}")
+    return value
+
+
+def _sidecar_config(meta: dict, sidecar: Path) -> CRNNConfig:
+    cfg = meta.get("config")
+    if not isinstance(cfg, dict):
+        raise WeightsError(f"{str(sidecar)!r}: field 'config' must be an object, got {cfg!r}")
+    for name in ("channels", "batch_norm"):
+        if name in cfg and not isinstance(cfg[name], list):
+            raise WeightsError(f"{str(sidecar)!r}: field 'config.{name}' must be a list of ints, got {cfg[name]!r}")
+    if "channels" not in cfg or "lstm_hidden" not in cfg:
+        raise WeightsError(f"{str(sidecar)!r}: field 'config' needs 'channels' and 'lstm_hidden', got {sorted(cfg)}")
+    try:
+        return CRNNConfig(channels=tuple(cfg["channels"]), lstm_hidden=cfg["lstm_hidden"],
+                          batch_norm=tuple(cfg.get("batch_norm", (2, 4, 6))))
+    except ValueError as e:  # CRNNConfig names the field
+        raise WeightsError(f"{str(sidecar)!r}: bad field in 'config': {e}") from None
+
+
+def _file_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a safetensors file, from its header alone (no tensor is read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{str(weights)!r} is not a valid safetensors file: {e}") from None
+
+
 def load_pretrained(name_or_path: str | os.PathLike | None = None, *, map_location="cpu",
                     lstm_backend: str = "auto") -> tuple[CRNN, Charset, dict]:
-    """Load (model in eval mode, charset, sidecar dict); raises WeightsError on corrupt or mismatched files."""
+    """Load (model in eval mode, charset, sidecar dict); raises WeightsError on corrupt or mismatched files.
+
+    The sidecar's model is first built on the meta device and its shapes checked against the file's header,
+    so that a sidecar describing a huge model fails before anything is allocated."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    check_lstm_backend_arg(lstm_backend)
     weights, sidecar = resolve_weights(name_or_path)
     meta = read_sidecar(sidecar)
     try:
         charset = Charset.from_dict(meta["charset"])
-        cfg = meta["config"]
-        config = CRNNConfig(channels=tuple(cfg["channels"]), lstm_hidden=cfg["lstm_hidden"],
-                            batch_norm=tuple(cfg.get("batch_norm", (2, 4, 6))))
-        num_classes = int(meta["num_classes"])
     except (KeyError, TypeError, ValueError) as e:
-        raise WeightsError(f"{str(sidecar)!r} has a bad charset or config: {e}") from None
+        raise WeightsError(f"{str(sidecar)!r} has a bad charset: {e}") from None
+    config = _sidecar_config(meta, sidecar)
+    num_classes = _sidecar_int(meta, "num_classes", sidecar)
+    in_channels = _sidecar_int(meta, "in_channels", sidecar, default=1)
     if num_classes != charset.num_classes:
         raise WeightsError(f"{str(sidecar)!r}: num_classes {num_classes} != charset's {charset.num_classes}")
     variant = meta.get("variant")
     variant = variant if variant in CRNN_CONFIGS and CRNN_CONFIGS[variant] == config else config
-    model = CRNN(num_classes, variant=variant, in_channels=int(meta.get("in_channels", 1)), lstm_backend=lstm_backend)
+
+    def build(device):
+        with torch.device(device):
+            return CRNN(num_classes, variant=variant, in_channels=in_channels, lstm_backend=lstm_backend)
+
     try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{str(weights)!r} is not a valid safetensors file: {e}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+        expected = build("meta").state_dict()
+    except (RuntimeError, ValueError) as e:  # sizes whose storage would overflow
+        raise WeightsError(f"{str(sidecar)!r}: its config does not describe a model that can be built: {e}") from None
+    shapes = _file_shapes(weights)
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = [f"{k}: file {shapes[k]} vs model {tuple(v.shape)}" for k, v in expected.items()
+             if k in shapes and shapes[k] != tuple(v.shape)]
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -138,10 +183,19 @@ def load_pretrained(name_or_path: str | os.PathLike | None = None, *, map_locati
         if wrong:
             parts.append(f"wrong shapes {wrong[:3]}")
         raise WeightsError(f"{str(weights)!r} does not match its sidecar's model: {'; '.join(parts)}")
-    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{str(weights)!r} is not a valid safetensors file: {e}") from None
     for k, v in state.items():
+        # A cast between integer and float types would turn the stored numbers into other numbers, silently.
+        if v.is_floating_point() != expected[k].is_floating_point() or v.is_complex() or v.dtype == torch.bool:
+            kind = "a floating-point" if expected[k].is_floating_point() else "an integer"
+            raise WeightsError(f"{str(weights)!r}: tensor {k!r} has dtype {str(v.dtype).replace('torch.', '')}, "
+                               f"expected {kind} dtype")
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise WeightsError(f"{str(weights)!r}: tensor {k!r} holds NaN or inf")
-    model.load_state_dict(state)
+    model = build("cpu")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     model.eval()
     return model.to(map_location), charset, meta

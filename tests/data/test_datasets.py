@@ -1,4 +1,5 @@
 import io
+import os
 
 import numpy as np
 import pytest
@@ -170,3 +171,136 @@ def test_padded_batches_from_folder(tmp_path):
     for _ in range(4):
         batch = next(it)
         assert batch.images.shape[:3] == (2, 1, 32) and all("\u00e9" not in t for t in batch.texts)
+
+
+@pytest.fixture
+def deadline():
+    """Fails a test that blocks (on a FIFO, in a walk that does not end) instead of hanging the run."""
+    import signal
+
+    class Blocked(BaseException):  # not an OSError (glob and os.walk swallow those), nor any Exception
+        pass
+
+    def expired(signum, frame):
+        raise Blocked("the call did not return within the deadline")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_only_regular_files_are_read(tmp_path, deadline):
+    import os
+
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="is a FIFO; only regular files are read"):
+        to_gray(fifo)
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(ImageError, match="is a directory"):
+        to_gray(tmp_path / "d.png")
+    with pytest.raises(ImageError, match="is a device"):
+        to_gray("/dev/zero")
+
+
+def test_constant_integer_arrays_outside_0_255():
+    """A constant image has no range to stretch: it is clipped (it used to divide by zero)."""
+    assert (to_gray(np.full((20, 50), 300, np.int32)) == 255).all()
+    assert (to_gray(np.full((20, 50), -7, np.int64)) == 0).all()
+    assert prepare_image(np.full((20, 50), 300, np.int16)).shape == (32, 80)
+
+
+def _png_header(width, height):
+    """A PNG signature and IHDR claiming width x height (8-bit gray), and the first bytes of its pixel data."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", 1 << 20) + b"IDAT" + b"\x78\x9c"  # data cut short
+
+
+def test_too_wide_is_known_from_the_header(tmp_path):
+    path = tmp_path / "wide.png"
+    path.write_bytes(_png_header(200_000, 100))  # nothing to decode: only the header can say it is too wide
+    with pytest.raises(ImageError, match="200000x100: too wide"):
+        prepare_image(path)
+    with pytest.raises(ImageError, match="too wide"):
+        prepare_image(path.read_bytes())
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_huge_files_decode_reduced_to_the_same_line(tmp_path, fmt):
+    """A huge file is decoded reduced (JPEG while decoding, others right after); the line it gives matches
+    resizing the fully decoded image, within rounding."""
+    rng = np.random.default_rng(0)
+    small = np.kron(rng.integers(0, 2, (4, 40)) * 255, np.ones((100, 100))).astype(np.uint8)  # (400, 4000)
+    path = tmp_path / f"big.{fmt.lower()}"
+    Image.fromarray(small).convert("RGB").save(path, format=fmt, quality=95)
+    full = resize_to_height(np.asarray(Image.open(path).convert("L")))
+    reduced = prepare_image(path)
+    assert reduced.shape == full.shape == (32, 320)
+    assert np.abs(reduced.astype(int) - full).mean() < 6
+
+
+def _tree(tmp_path):
+    import os
+
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.png"):
+        Image.new("L", (8, 8)).save(d / name)
+    os.symlink(d, d / "loop")  # back to its own ancestor
+    os.symlink(d, d / "sub" / "loop2")
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.new("L", (8, 8)).save(other / "c.png")
+    os.symlink(other, d / "linked")
+    return d
+
+
+def test_globs_follow_each_real_folder_once(tmp_path, deadline):
+    from crnn_fast.data.datasets import iter_input_paths
+
+    d = _tree(tmp_path)
+    found = [p for p, ok in iter_input_paths([str(d / "**" / "*.png")]) if ok]
+    assert sorted(os.path.realpath(p) for p in found) == sorted(
+        os.path.realpath(p) for p in (d / "a.png", d / "sub" / "b.png", tmp_path / "other" / "c.png"))
+
+
+def test_folder_walks_follow_each_real_folder_once(tmp_path, deadline):
+    from crnn_fast.data.datasets import iter_input_paths
+
+    d = _tree(tmp_path)
+    found = [os.path.relpath(p, d) for p, ok in iter_input_paths([str(d)])]
+    assert found == ["a.png", "linked/c.png", "sub/b.png"]
+
+
+def test_iter_glob_matches_glob_without_links(tmp_path):
+    """Where there is no link to a folder, iter_glob lists what glob.glob(recursive=True) lists (folders aside:
+    glob writes a trailing '**' match on a file as 'file/')."""
+    import glob
+    import random
+
+    from crnn_fast.data.datasets import iter_glob
+
+    rng = random.Random(0)
+    names = ["a", "b", ".h", "c.png", "d.PNG", "e.jpg", ".x.png"]
+
+    def build(folder, depth):
+        for name in rng.sample(names, rng.randint(1, 5)):
+            path = folder / name
+            if depth < 3 and rng.random() < 0.5 and "." not in name[1:]:
+                path.mkdir(exist_ok=True)
+                build(path, depth + 1)
+            elif not path.exists():
+                path.write_bytes(b"")
+
+    build(tmp_path, 0)
+    for pattern in ["**/*.png", "*/*.png", "**", "a/**/*.png", "**/a/*", "*", "**/*", ".h/**/*.png", "*/**/c.png",
+                    "a/**/b/**/*.png", "[ab]/*.png", "**/.x.png", "a/*/", "**/"]:
+        pattern = str(tmp_path / pattern)
+        expected = sorted(p for p in glob.glob(pattern, recursive=True) if not os.path.isdir(p))
+        assert sorted(p for p in iter_glob(pattern) if not os.path.isdir(p)) == expected, pattern

@@ -335,3 +335,94 @@ def test_cuda_backend_module_matches_cudnn(dtype):
     torch.testing.assert_close(got, expected, **tol)
     torch.testing.assert_close(h, h_e, **tol)
     torch.testing.assert_close(c, c_e, **tol)
+
+
+CPU_BACKENDS = ["auto", "torch", "ref", "triton"]  # triton: the interpreter on CPU tensors (tests/conftest.py)
+
+
+def _small_lstm(backend, dtype=torch.float32):
+    torch.manual_seed(0)
+    return LSTM(input_size=3, hidden_size=4, bidirectional=True, batch_first=True, backend=backend).to(dtype)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("lengths, error, match", [
+    (torch.tensor([2, 8, 1]), ValueError, r"lengths must be in \[0, 7\], got min 1, max 8"),
+    (torch.tensor([2, 3]), ValueError, r"lengths must have shape \(3,\), got \(2,\)"),
+    (torch.tensor([2.0, 3.5, 1.0]), TypeError, "lengths must be integers, got dtype float32"),
+    (torch.tensor([2, -1, 1]), ValueError, r"lengths must be in \[0, 7\]"),
+])
+def test_lengths_are_checked_alike_on_every_backend(backend, lengths, error, match):
+    lstm = _small_lstm(backend)
+    with pytest.raises(error, match=match):
+        lstm(torch.randn(3, 7, 3), lengths=lengths)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_hx_of_another_dtype_is_named_on_every_backend(backend):
+    lstm = _small_lstm(backend)
+    hx = (torch.zeros(2, 3, 4, dtype=torch.float64), torch.zeros(2, 3, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"hx\[0\] \(h_0\) has dtype torch.float64 but input has torch.float32"):
+        lstm(torch.randn(3, 7, 3), hx)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_length_zero_is_an_empty_sequence_on_every_backend(backend):
+    """Length 0: zero output and the initial state, as the reference defines it (torch.nn.LSTM's packing
+    refuses it)."""
+    lstm = _small_lstm(backend)
+    x = torch.randn(3, 5, 3)
+    hx = (torch.randn(2, 3, 4), torch.randn(2, 3, 4))
+    lengths = torch.tensor([3, 0, 5])
+    out, (h, c) = lstm(x, hx, lengths=lengths)
+    ref = _small_lstm("ref")
+    out_e, (h_e, c_e) = ref(x, hx, lengths=lengths)
+    torch.testing.assert_close(out, out_e, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, h_e, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c, c_e, atol=1e-5, rtol=1e-5)
+    assert (out[1] == 0).all() and torch.equal(h[:, 1], hx[0][:, 1]) and torch.equal(c[:, 1], hx[1][:, 1])
+
+
+def test_convert_lstm_checks_every_lstm_before_changing_any():
+    model = torch.nn.Sequential(torch.nn.LSTM(3, 4), torch.nn.Sequential(torch.nn.LSTM(4, 4, proj_size=2)))
+    with pytest.raises(NotImplementedError, match=r"model.1.0 is an nn.LSTM with proj_size=2.*nothing was converted"):
+        convert_lstm(model, backend="ref")
+    assert type(model[0]) is torch.nn.LSTM and type(model[1][0]) is torch.nn.LSTM
+
+
+def test_convert_lstm_keeps_parameters_modes_hooks_and_sharing():
+    torch.manual_seed(0)
+    shared = torch.nn.LSTM(3, 4, batch_first=True)
+    frozen = torch.nn.LSTM(4, 4, batch_first=True)
+    frozen.weight_ih_l0.requires_grad_(False)
+    model = torch.nn.ModuleDict({"a": shared, "b": torch.nn.Sequential(shared), "frozen": frozen}).train()
+    frozen.eval()
+    calls = []
+    handle = frozen.register_forward_hook(lambda module, args, out: calls.append(type(module).__name__))
+    frozen.register_forward_pre_hook(lambda module, args: calls.append("pre"))
+    grads = []
+    frozen.weight_hh_l0.register_hook(lambda g: grads.append(g))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    params_before = dict(model.named_parameters())
+
+    x = torch.randn(2, 5, 3)
+    expected = frozen(shared(x)[0])[0]
+    calls.clear()
+    convert_lstm(model, backend="ref")
+
+    assert type(model["a"]) is LSTM and model["a"] is model["b"][0]  # still one module
+    assert dict(model.named_parameters()).keys() == params_before.keys()
+    assert all(p is params_before[n] for n, p in model.named_parameters())  # the very same Parameters
+    assert model["frozen"].weight_ih_l0.requires_grad is False and model["frozen"].weight_hh_l0.requires_grad
+    assert model["a"].training and not model["frozen"].training
+    out = model["frozen"](model["a"](x)[0])[0]
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
+    assert calls == ["pre", "LSTM"]
+    out.sum().backward()
+    assert len(grads) == 1 and model["frozen"].weight_ih_l0.grad is None
+    before = model["a"].weight_hh_l0.detach().clone()
+    optimizer.step()  # an optimizer built before the conversion still updates the converted model
+    assert not torch.equal(model["a"].weight_hh_l0, before)
+    handle.remove()
+    model["frozen"](torch.randn(2, 5, 4))
+    assert calls == ["pre", "LSTM", "pre"]
