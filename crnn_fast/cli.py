@@ -117,18 +117,19 @@ def _load_recognizer(args):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     try:
-        return Recognizer.from_pretrained(args.model, device=args.device, batch_size=args.batch_size, **options)
+        return Recognizer.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
+                                          lm=not (args.no_lm or args.greedy), **options)
     except (FileNotFoundError, WeightsError, ValueError, ImportError) as e:
         raise SystemExit(_error(f"cannot load model {args.model or '(default)'}: {e}")) from None
 
 
-def _build_decoder(recognizer, beam, lexicon) -> int | None:
+def _build_decoder(recognizer, beam, lexicon, greedy=False) -> int | None:
     """Builds the beam / lexicon decoder once, up front, so that a bad option is one clear error (its exit
     status), not a traceback halfway through the images."""
     if lexicon is not None and not os.path.isfile(lexicon):
         return _error(f"--lexicon {lexicon!r}: no such file")
     try:
-        recognizer._decoder(beam, lexicon)
+        recognizer._decoder(beam, lexicon, greedy)
     except (ValueError, OSError) as e:
         return _error(str(e))
     return None
@@ -141,7 +142,7 @@ def cmd_recognize(args) -> int:
 
     recognizer = _load_recognizer(args)
     lexicon = args.lexicon
-    error = _build_decoder(recognizer, args.beam, lexicon)
+    error = _build_decoder(recognizer, args.beam, lexicon, args.greedy)
     if error is not None:
         return error
     # (name, error) per input in input order; error is set for an input the recognizer never sees (a shard that
@@ -180,7 +181,7 @@ def cmd_recognize(args) -> int:
             report(name, None, None, error)
 
     start = time.perf_counter()
-    for r in recognizer.recognize_iter(items(), beam=args.beam, lexicon=lexicon):
+    for r in recognizer.recognize_iter(items(), beam=args.beam, lexicon=lexicon, greedy=args.greedy):
         report_input_errors()
         name, _ = pending.popleft()
         report(name, r.text, r.confidence, r.error)
@@ -207,11 +208,12 @@ def cmd_eval(args) -> int:
     except (FileNotFoundError, ValueError) as e:
         return _error(str(e))
     recognizer = _load_recognizer(args)
-    error = _build_decoder(recognizer, args.beam, args.lexicon)
+    error = _build_decoder(recognizer, args.beam, args.lexicon, args.greedy)
     if error is not None:
         return error
     metrics, rows = evaluate_dataset(recognizer, dataset, batch_size=args.batch_size, beam=args.beam,
-                                     lexicon=args.lexicon, progress=not args.no_progress, limit=args.limit)
+                                     lexicon=args.lexicon, progress=not args.no_progress, limit=args.limit,
+                                     greedy=args.greedy)
     m = metrics.as_dict()
     print(f"{args.data}: n={m['n']} exact={m['exact']:.4f} alnum={m['alnum']:.4f} cer={m['cer']:.4f}")
     if args.json:
@@ -300,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, default=64)
         p.add_argument("--beam", type=_beam_width, default=None, help="beam search with this beam width (1-4096)")
         p.add_argument("--lexicon", default=None, help="file of allowed words, one per line")
+        p.add_argument("--greedy", action="store_true",
+                       help="best-path decoding: no beam search, no language model (the model's default otherwise)")
+        p.add_argument("--no-lm", action="store_true", help="ignore the language model shipped with the model")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("recognize", help="recognise text in image files, folders, tar shards or globs")

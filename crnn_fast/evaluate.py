@@ -51,7 +51,7 @@ def compute_metrics(predictions: Sequence[str], labels: Sequence[str]) -> Metric
 
 
 def evaluate_dataset(recognizer, dataset, *, batch_size: int = 64, progress: bool = True, beam: int | None = None,
-                     lexicon=None, limit: int | None = None) -> tuple[Metrics, list[dict]]:
+                     lexicon=None, limit: int | None = None, greedy: bool = False) -> tuple[Metrics, list[dict]]:
     """Recognise every sample of `dataset` (items (PIL image, label)) and score it.
 
     Returns (metrics, rows) with rows {"index", "label", "text", "confidence", "error"}; unreadable
@@ -76,7 +76,8 @@ def evaluate_dataset(recognizer, dataset, *, batch_size: int = 64, progress: boo
                 errors.append(f"{type(e).__name__}: {e}")
             item_labels.append(label)
         good = [x for x in items if x is not None]
-        results = iter(recognizer.recognize(good, batch_size=batch_size, beam=beam, lexicon=lexicon) if good else [])
+        results = iter(recognizer.recognize(good, batch_size=batch_size, beam=beam, lexicon=lexicon, greedy=greedy)
+                       if good else [])
         for i, (image, label, err) in enumerate(zip(items, item_labels, errors)):
             if image is None:
                 text, conf = "", 0.0

@@ -140,12 +140,16 @@ class Recognizer:
         where the network wants the cores).
     window_batches: batches' worth of images sorted by width together (memory is bounded by this window).
     cuda_graphs: capture the network in a CUDA graph per (batch size, width bucket) and replay it.
+    decoding: the default decoding, None for greedy (best path), or {"beam_width", "lm" (a CharNgramLM or
+        None), "lm_weight", "insertion_bonus"}: beam search with the LM by shallow fusion, also for calls that
+        pass a beam width or a lexicon. from_pretrained takes it from the model's sidecar (models.pretrained
+        .load_decoding).
     """
 
     def __init__(self, model: CRNN | OnnxCRNN, charset: Charset, *, device: str | torch.device | None = "auto",
                  batch_size: int = 64, max_width: int = MAX_WIDTH, meta: dict | None = None,
                  precision: str = "fp32", preprocess: str = "auto", workers: int | None = None,
-                 window_batches: int = 8, cuda_graphs: bool = False):
+                 window_batches: int = 8, cuda_graphs: bool = False, decoding: dict | None = None):
         if not isinstance(model, (CRNN, OnnxCRNN)):
             raise TypeError(f"model must be a crnn_fast.CRNN or OnnxCRNN, got {type(model).__name__}")
         if not isinstance(charset, Charset):
@@ -186,6 +190,13 @@ class Recognizer:
         self.workers = (min(8, os.cpu_count() or 1) if on_cuda else 0) if workers is None else workers
         self.window_batches = window_batches
         self.cuda_graphs = cuda_graphs
+        if decoding is not None:
+            keys = {"beam_width", "lm", "lm_weight", "insertion_bonus"}
+            if not isinstance(decoding, dict) or not keys <= set(decoding):
+                raise ValueError("decoding must be None or a dict with beam_width, lm, lm_weight and insertion_bonus, "
+                                 f"got {decoding!r}")
+            check_beam_width(decoding["beam_width"], "decoding['beam_width']")
+        self.decoding = decoding
         self.min_width = max(self.model.min_width, 8)
         self.guard_columns = GUARD_COLUMNS
         self._batch_cap = batch_size  # lowered by out-of-memory back-off
@@ -200,11 +211,13 @@ class Recognizer:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, device="auto",
-                        lstm_backend: str = "auto", **kwargs) -> Recognizer:
+                        lstm_backend: str = "auto", lm: bool = True, **kwargs) -> Recognizer:
         """Load a shipped model by name (default: the package's crnn_small_ascii), a .safetensors path or an
         .onnx path (crnn_fast.export_onnx; run in onnxruntime) with its .json sidecar.
+        lm: decode as the sidecar says (beam search with the language model shipped beside the weights, when it
+        names one); False: greedy unless a call asks for a beam or a lexicon.
         Raises FileNotFoundError / models.pretrained.WeightsError with the reason."""
-        from .models.pretrained import load_pretrained
+        from .models.pretrained import load_decoding, load_pretrained
 
         if is_onnx_path(name_or_path):
             from .models.onnx import load_onnx
@@ -215,18 +228,21 @@ class Recognizer:
             model, charset, meta = load_onnx(name_or_path, device=device)
             return cls(model, charset, device=model.device, meta=meta, **kwargs)
         model, charset, meta = load_pretrained(name_or_path, lstm_backend=lstm_backend)
+        if lm:
+            kwargs.setdefault("decoding", load_decoding(name_or_path, meta))
         return cls(model, charset, device=device, meta=meta, **kwargs)
 
     # -- public API ----------------------------------------------------------------------------------------
 
     def recognize(self, images, *, batch_size: int | None = None, beam: int | None = None,
-                  lexicon: Iterable[str] | str | os.PathLike | None = None, progress: bool = False
-                  ) -> list[RecognitionResult] | RecognitionResult:
+                  lexicon: Iterable[str] | str | os.PathLike | None = None, progress: bool = False,
+                  greedy: bool = False) -> list[RecognitionResult] | RecognitionResult:
         """Recognise `images`: a list of paths, encoded image bytes, PIL images and/or numpy arrays
         (uint8/uint16/float; gray, RGB, RGBA or palette). A single path / image / array gives a single result,
         a list a list in input order. A bad item gets a result with .error set; the others are still recognised.
-        beam: beam width (CTCDecoder), None for greedy decoding, else an int in [1, 4096] (MAX_BEAM_WIDTH: 0 is
-        an error, not greedy); lexicon: allowed words (a list or a file, one word per line)."""
+        beam: beam width (CTCDecoder), an int in [1, 4096] (MAX_BEAM_WIDTH: 0 is an error), or None for the
+        default decoding (see `decoding`: greedy, or beam search with the model's LM); lexicon: allowed words (a
+        list or a file, one word per line); greedy: best path, whatever the default."""
         single = isinstance(images, _SINGLE_TYPES)
         items = [images] if single else list(images)
         bar = None
@@ -235,7 +251,7 @@ class Recognizer:
 
             bar = tqdm(total=len(items), unit="img", desc="recognize", leave=False)
         results = []
-        for r in self.recognize_iter(items, batch_size=batch_size, beam=beam, lexicon=lexicon):
+        for r in self.recognize_iter(items, batch_size=batch_size, beam=beam, lexicon=lexicon, greedy=greedy):
             results.append(r)
             if bar is not None:
                 bar.update(1)
@@ -246,14 +262,15 @@ class Recognizer:
     __call__ = recognize
 
     def recognize_iter(self, images: Iterable, *, batch_size: int | None = None, beam: int | None = None,
-                       lexicon: Iterable[str] | str | os.PathLike | None = None) -> Iterator[RecognitionResult]:
+                       lexicon: Iterable[str] | str | os.PathLike | None = None, greedy: bool = False
+                       ) -> Iterator[RecognitionResult]:
         """Stream results in input order for any iterable of images (a generator over a million files is
         fine: memory is bounded by window_batches x batch_size images)."""
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size")
         if beam is not None:
             check_beam_width(beam, "beam")
-        decoder = self._decoder(beam, lexicon)
+        decoder = self._decoder(beam, lexicon, greedy)
         window = (batch_size or self.batch_size) * self.window_batches
         loaded = self._load_all(images, lookahead=window + (batch_size or self.batch_size))
         while True:
@@ -444,8 +461,15 @@ class Recognizer:
             results.append(RecognitionResult(text, float(min(1.0, conf)), confs))
         return results
 
-    def _decoder(self, beam: int | None, lexicon):
-        if not beam and lexicon is None:
+    def _decoder(self, beam: int | None, lexicon, greedy: bool = False):
+        """The CTCDecoder for these options, or None for greedy decoding (best path on the device)."""
+        if not isinstance(greedy, bool):
+            raise TypeError(f"greedy must be a bool, got {type(greedy).__name__}")
+        if greedy:
+            if beam is not None or lexicon is not None:
+                raise ValueError("greedy=True decodes the best path: it takes no beam or lexicon")
+            return None
+        if not beam and lexicon is None and self.decoding is None:
             return None
         words = _lexicon_words(lexicon) if lexicon is not None else None
         # Keyed by the words themselves: an id() is reused by the next list once the first is freed, and a list
@@ -457,7 +481,11 @@ class Recognizer:
             return decoder
         from .decoding import CTCDecoder  # loaded on first use, like the other heavier parts
 
-        kwargs = {"beam_width": beam or 16}
+        defaults = self.decoding or {}
+        kwargs = {"beam_width": beam or defaults.get("beam_width", 16)}
+        if defaults.get("lm") is not None:
+            kwargs.update(lm=defaults["lm"], lm_weight=defaults["lm_weight"],
+                          insertion_bonus=defaults["insertion_bonus"])
         if words is not None:
             kwargs["lexicon"] = list(words)
         decoder = CTCDecoder(self.charset, **kwargs)

@@ -1,9 +1,10 @@
 """Builds the character n-gram LM shipped beside the default model, from the training corpus
 (crnn_fast.data.corpus, train split), and tunes lm_weight and insertion_bonus on a validation set.
 
-    python scripts/build_lm.py OUT.arpa.gz [--order 6] [--max-chars 2000000] [--model crnn_small_ascii]
+    python scripts/build_lm.py OUT.lm.safetensors [--order 6] [--max-chars 2000000] [--model crnn_small_ascii]
         [--val-size 768] [--beam 16] [--json tune.json]
 
+OUT: .safetensors (CharNgramLM.save_tensors, what ships: loads in seconds) or .arpa / .arpa.gz.
 The corpus's train paragraphs are shuffled once (fixed seed) and split: the first --max-chars characters
 train the LM, the next paragraphs give the validation set's sentence lines, so the LM is tuned on text it
 has not seen. The validation images are rendered from the training fonts with the training mix (words,
@@ -75,11 +76,11 @@ def main() -> None:
     lm_text, val_text = split_paragraphs(args.max_chars)
     t0 = time.perf_counter()
     if args.reuse and os.path.exists(args.out):
-        lm = CharNgramLM.load(args.out)
+        lm = CharNgramLM.load_tensors(args.out) if args.out.endswith(".safetensors") else CharNgramLM.load(args.out)
         how = "loaded"
     else:
         lm = CharNgramLM.from_text(lm_text, order=args.order)
-        lm.save(args.out)
+        lm.save_tensors(args.out) if args.out.endswith(".safetensors") else lm.save(args.out)
         how = "built"
     print(f"LM: order {lm.order}, {sum(map(len, lm_text)) / 1e6:.2f}M characters from {len(lm_text)} paragraphs, "
           f"{len(lm)} n-grams {lm.counts()}, {how} in {time.perf_counter() - t0:.0f} s -> {args.out}", flush=True)

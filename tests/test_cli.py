@@ -328,3 +328,13 @@ def test_hostile_folders_are_read_to_the_end(setup):
 
 
     check()
+
+
+def test_greedy_and_no_lm_flags(setup):
+    root, weights = setup
+    image = root / "imgs" / "000000.png"
+    for flags in (["--greedy"], ["--no-lm"], ["--no-lm", "--beam", "4"]):
+        out = _run("recognize", image, "--model", weights, "--device", "cpu", *flags)
+        assert out.returncode == 0 and len(out.stdout.splitlines()) == 1, (flags, out.stderr)
+    out = _run("recognize", image, "--model", weights, "--device", "cpu", "--greedy", "--beam", "4")
+    assert out.returncode == 2 and "greedy" in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -458,3 +458,60 @@ def test_memory_stays_flat_over_images_of_every_width(recognizer):
 def test_bad_devices_are_value_errors(recognizer, device):
     with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
         Recognizer(recognizer.model, recognizer.charset, device=device)
+
+
+def _with_decoding(tiny_weights, tmp_path, lm_text=("the cat sat on the mat",), **decoding):
+    """A copy of the tiny model whose sidecar names a default decoding and an LM file beside it."""
+    import json
+    import shutil
+
+    from crnn_fast.decoding import CharNgramLM
+
+    base = tmp_path / "withlm"
+    shutil.copy(tiny_weights, base.with_suffix(".safetensors"))
+    meta = json.loads(tiny_weights.with_suffix(".json").read_text())
+    CharNgramLM.from_text(list(lm_text), order=3).save_tensors(tmp_path / "withlm.charlm")
+    meta["decoding"] = {"beam_width": 8, "lm": "withlm.charlm", "lm_weight": 0.5, "insertion_bonus": 1.0, **decoding}
+    base.with_suffix(".json").write_text(json.dumps(meta))
+    return base.with_suffix(".safetensors")
+
+
+def test_the_sidecars_decoding_is_the_default(tiny_weights, tmp_path):
+    from crnn_fast.decoding import CTCDecoder
+
+    rec = Recognizer.from_pretrained(_with_decoding(tiny_weights, tmp_path), device="cpu", batch_size=4)
+    decoder = rec._decoder(None, None)
+    assert isinstance(decoder, CTCDecoder) and decoder.beam_width == 8 and decoder.uses_lm
+    assert decoder.lm_weight == 0.5 and decoder.insertion_bonus == 1.0
+    assert rec._decoder(20, None).beam_width == 20 and rec._decoder(20, None).uses_lm  # a wider beam keeps the LM
+    assert rec._decoder(None, None, greedy=True) is None
+    with pytest.raises(ValueError, match="greedy"):
+        rec._decoder(8, None, greedy=True)
+    # Without the LM: greedy, as for a sidecar without a decoding section.
+    plain = Recognizer.from_pretrained(_with_decoding(tiny_weights, tmp_path), device="cpu", lm=False)
+    assert plain._decoder(None, None) is None
+    images = [_text_image("cat"), _text_image("mat sat")]
+    default = rec.recognize(images)
+    by_hand = Recognizer(rec.model, rec.charset, device="cpu", decoding=rec.decoding).recognize(images, beam=8)
+    assert [r.text for r in default] == [r.text for r in by_hand]
+    assert [r.text for r in rec.recognize(images, greedy=True)] == [r.text for r in plain.recognize(images)]
+
+
+def test_a_bad_decoding_section_is_a_clear_error(tiny_weights, tmp_path):
+    from crnn_fast.models.pretrained import WeightsError
+
+    for decoding, match in (({"lm": "../withlm.charlm"}, "file name beside it"),
+                            ({"lm": "missing.charlm"}, "not beside it"),
+                            ({"beam_width": "8"}, "decoding.beam_width"),
+                            ({"lm_weight": None}, "decoding.lm_weight")):
+        path = _with_decoding(tiny_weights, tmp_path, **decoding)
+        with pytest.raises(WeightsError, match=match):
+            Recognizer.from_pretrained(path, device="cpu")
+    (tmp_path / "withlm.charlm").write_bytes(b"not a safetensors file")
+    _with_decoding(tiny_weights, tmp_path)
+    (tmp_path / "withlm.charlm").write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="language model file"):
+        Recognizer.from_pretrained(tmp_path / "withlm.safetensors", device="cpu")
+    with pytest.raises(ValueError, match="decoding must be"):
+        Recognizer(Recognizer.from_pretrained(tiny_weights, device="cpu").model, Charset.printable_ascii(),
+                   device="cpu", decoding={"beam_width": 4})

@@ -137,6 +137,40 @@ def _file_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
         raise WeightsError(f"{str(weights)!r} is not a valid safetensors file: {e}") from None
 
 
+def load_decoding(name_or_path: str | os.PathLike | None, meta: dict) -> dict | None:
+    """The sidecar's default decoding, {"beam_width", "lm" (a CharNgramLM), "lm_weight", "insertion_bonus"},
+    or None when it has none (greedy). The LM file is named by the sidecar and lies beside it.
+
+        "decoding": {"beam_width": 16, "lm": "NAME.charlm", "lm_weight": 0.3, "insertion_bonus": 1.0}
+    """
+    decoding = meta.get("decoding")
+    if not decoding:
+        return None
+    _, sidecar = resolve_weights(name_or_path)
+    if not isinstance(decoding, dict):
+        raise WeightsError(f"{str(sidecar)!r}: field 'decoding' must be an object, got {type(decoding).__name__}")
+    out = {}
+    for name, kind in (("beam_width", int), ("lm_weight", float), ("insertion_bonus", float)):
+        value = decoding.get(name)
+        wrong_type = isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float))
+        if wrong_type:
+            raise WeightsError(f"{str(sidecar)!r}: field 'decoding.{name}' must be a {kind.__name__}, got {value!r}")
+        out[name] = kind(value)
+    lm_name = decoding.get("lm")
+    if not isinstance(lm_name, str) or Path(lm_name).name != lm_name or not lm_name:
+        raise WeightsError(f"{str(sidecar)!r}: field 'decoding.lm' must be a file name beside it, got {lm_name!r}")
+    lm_path = sidecar.parent / lm_name
+    if not lm_path.is_file():
+        raise WeightsError(f"{str(sidecar)!r} names the language model {lm_name!r}, which is not beside it")
+    from ..decoding.lm import CharNgramLM
+
+    try:
+        out["lm"] = CharNgramLM.load_tensors(lm_path)
+    except ValueError as e:
+        raise WeightsError(str(e)) from None
+    return out
+
+
 def load_pretrained(name_or_path: str | os.PathLike | None = None, *, map_location="cpu",
                     lstm_backend: str = "auto") -> tuple[CRNN, Charset, dict]:
     """Load (model in eval mode, charset, sidecar dict); raises WeightsError on corrupt or mismatched files.

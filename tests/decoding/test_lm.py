@@ -290,3 +290,33 @@ def test_arpa_backoff_and_order_bounds(tmp_path):
     path.write_text(f"\\data\\\n{counts}\n\\end\\\n")
     with pytest.raises(ValueError, match="order 33 is more than the decoders support"):
         CharNgramLM.load(path)
+
+
+def test_tensors_file_round_trip(tmp_path):
+    """save_tensors/load_tensors: the same n-grams (log10 values to float32 precision) and the same compiled
+    table, without pickle; a file that is not one is a clear error."""
+    lm = CharNgramLM.from_text(["the cat sat on the mat", "a dog ate the hat", "tic tac toe"], order=4)
+    path = tmp_path / "m.charlm"
+    lm.save_tensors(path)
+    again = CharNgramLM.load_tensors(path)
+    assert again.order == lm.order and again.vocab == lm.vocab and len(again) == len(lm)
+    for context, char in (("the c", "a"), ("", "t"), ("zzz", "q"), ("a dog a", "t")):
+        assert again.score(context, char) == pytest.approx(lm.score(context, char), abs=1e-5)
+    labels = [None, *" acdeghilmnostz"]
+    a, b = lm.to_tensors(labels), again.to_tensors(labels)
+    for x, y in zip(a[:5], b[:5]):
+        if x.is_floating_point():
+            finite = x.isfinite()
+            assert torch.equal(finite, y.isfinite()) and torch.allclose(x[finite], y[finite], atol=1e-6)
+        else:
+            assert torch.equal(x, y)
+    assert a[5:] == b[5:]
+    (tmp_path / "bad.charlm").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="language model file"):
+        CharNgramLM.load_tensors(tmp_path / "bad.charlm")
+    from safetensors.torch import save_file
+
+    save_file({"ids1": torch.zeros((2, 1), dtype=torch.uint8)}, str(tmp_path / "other.charlm"),
+              metadata={"format": "something else", "version": "1"})
+    with pytest.raises(ValueError, match="format"):
+        CharNgramLM.load_tensors(tmp_path / "other.charlm")
