@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-from common import device_name, results_path, write_results  # noqa: E402
+from common import device_name, git_commit, results_path, write_results  # noqa: E402
 
 # Typographic characters peers may print for their ASCII counterparts (the labels are ASCII): mapped for
 # every system alike, so no one loses a match to a curly quote. NFKC also folds full-width forms and ligatures.
@@ -207,32 +207,36 @@ def describe_default_decoding(rec) -> dict:
     """What Recognizer.recognize() does with no decoding argument, and the kwargs that make it greedy.
 
     Looked up at run time, so the benchmark follows whatever the shipped default is: {"text": ..., "greedy": bool,
-    "greedy_kwargs": dict | None}."""
+    "greedy_kwargs": dict | None}. Knows Recognizer.decoding (the sidecar's default: None or {"beam_width", "lm",
+    "lm_weight", "insertion_bonus"}) and recognize(greedy=..., decoding=..., beam=...)."""
     params = inspect.signature(rec.recognize).parameters
-    attrs = {}
-    for key in ("decoding", "default_decoding", "default_beam", "beam", "beam_width", "lm", "lm_path",
-                "lm_weight", "insertion_bonus", "greedy"):
+    defaults = {k: p.default for k, p in params.items() if k in ("greedy", "decoding", "beam", "lm")}
+    info = {}
+    decoding = getattr(rec, "decoding", None)
+    if isinstance(decoding, dict):
+        info = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else type(v).__name__)
+                for k, v in decoding.items()}
+    elif decoding is not None and not callable(decoding):
+        info = {"decoding": decoding if isinstance(decoding, (int, float, str, bool)) else type(decoding).__name__}
+    for key in ("default_beam", "lm", "lm_path", "lm_weight", "insertion_bonus"):
         value = getattr(rec, key, None)
         if value is not None and not callable(value):
-            attrs[key] = value if isinstance(value, (int, float, str, bool)) else type(value).__name__
-    defaults = {k: p.default for k, p in params.items() if k in ("greedy", "decoding", "beam", "lm")}
+            info[key] = value if isinstance(value, (int, float, str, bool)) else type(value).__name__
+    configured = bool(info)  # a default beam / LM on the instance: beam=None no longer means greedy
     greedy_kwargs = None
     if "greedy" in params:
-        greedy = defaults["greedy"] is True
+        greedy = defaults["greedy"] is True or (not configured and defaults.get("beam") is None)
         greedy_kwargs = {"greedy": True}
     elif "decoding" in params:
-        greedy = defaults["decoding"] in ("greedy", None) and not attrs.get("lm")
+        greedy = defaults["decoding"] in ("greedy", None) and not configured
         greedy_kwargs = {"decoding": "greedy"}
     elif "beam" in params:
-        beam_default = defaults["beam"]
-        # beam=None is documented as greedy; a default LM or beam on the instance means None is not greedy.
-        lm_on = any(attrs.get(k) for k in ("lm", "lm_path", "default_beam", "decoding", "default_decoding"))
-        greedy = beam_default is None and not lm_on
-        if beam_default is not None and not lm_on:
+        greedy = defaults["beam"] is None and not configured
+        if defaults["beam"] is not None and not configured:
             greedy_kwargs = {"beam": None}
     else:
-        greedy = True
-    text = ", ".join(f"{k}={v!r}" for k, v in {**defaults, **attrs}.items()) or "no decoding options"
+        greedy = not configured
+    text = ", ".join(f"{k}={v!r}" for k, v in {**defaults, **info}.items()) or "no decoding options"
     return {"text": ("greedy: " if greedy else "beam/LM: ") + text, "greedy": greedy, "greedy_kwargs": greedy_kwargs}
 
 
@@ -528,6 +532,8 @@ def main() -> int:
     data_dirs = [resolve_data(d.strip()) for d in args.data.split(",") if d.strip()]
     data_names = [d.name for d in data_dirs]
     load_start = os.getloadavg()
+    # The commit of the code this run imports, taken now: a commit landing during a long run must not be named.
+    os.environ.setdefault("CRNN_FAST_COMMIT", git_commit())
 
     systems, skipped = [], {}
     for name in names:
