@@ -217,7 +217,7 @@ class Recognizer:
         lm: decode as the sidecar says (beam search with the language model shipped beside the weights, when it
         names one); False: greedy unless a call asks for a beam or a lexicon.
         Raises FileNotFoundError / models.pretrained.WeightsError with the reason."""
-        from .models.pretrained import load_decoding, load_pretrained
+        from .models.pretrained import load_decoding, load_pretrained, resolve_weights
 
         if is_onnx_path(name_or_path):
             from .models.onnx import load_onnx
@@ -226,10 +226,12 @@ class Recognizer:
                 raise ValueError(f"lstm_backend={lstm_backend!r} does not apply to an ONNX model (onnxruntime runs "
                                  "its LSTM nodes)")
             model, charset, meta = load_onnx(name_or_path, device=device)
+            if lm:
+                kwargs.setdefault("decoding", load_decoding(Path(name_or_path).with_suffix(".json"), meta))
             return cls(model, charset, device=model.device, meta=meta, **kwargs)
         model, charset, meta = load_pretrained(name_or_path, lstm_backend=lstm_backend)
         if lm:
-            kwargs.setdefault("decoding", load_decoding(name_or_path, meta))
+            kwargs.setdefault("decoding", load_decoding(resolve_weights(name_or_path)[1], meta))
         return cls(model, charset, device=device, meta=meta, **kwargs)
 
     # -- public API ----------------------------------------------------------------------------------------
@@ -373,7 +375,10 @@ class Recognizer:
     def _network(self, images: torch.Tensor, widths: torch.Tensor | None) -> torch.Tensor:
         dtype = PRECISIONS[self.precision]
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self.model(images, widths).float()
+            log_probs = self.model(images, widths).float()
+        # A log_softmax rounded to fp16/bf16 sums to 1 only within a few percent; the beam decoder checks that
+        # its input is normalised, so renormalise in float32 (a no-op on exact log-probabilities).
+        return log_probs if dtype is None else log_probs.log_softmax(-1)
 
     @torch.inference_mode()
     def _run_batch(self, batch: list[_Loaded], decoder) -> list[RecognitionResult]:

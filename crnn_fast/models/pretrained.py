@@ -137,16 +137,17 @@ def _file_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
         raise WeightsError(f"{str(weights)!r} is not a valid safetensors file: {e}") from None
 
 
-def load_decoding(name_or_path: str | os.PathLike | None, meta: dict) -> dict | None:
+def load_decoding(sidecar: str | os.PathLike, meta: dict) -> dict | None:
     """The sidecar's default decoding, {"beam_width", "lm" (a CharNgramLM), "lm_weight", "insertion_bonus"},
-    or None when it has none (greedy). The LM file is named by the sidecar and lies beside it.
+    or None when it has none (greedy). `meta` is the sidecar file `sidecar` read; the LM file it names lies
+    beside it.
 
         "decoding": {"beam_width": 16, "lm": "NAME.charlm", "lm_weight": 0.3, "insertion_bonus": 1.0}
     """
     decoding = meta.get("decoding")
     if not decoding:
         return None
-    _, sidecar = resolve_weights(name_or_path)
+    sidecar = Path(sidecar)
     if not isinstance(decoding, dict):
         raise WeightsError(f"{str(sidecar)!r}: field 'decoding' must be an object, got {type(decoding).__name__}")
     out = {}

@@ -158,7 +158,7 @@ def test_same_texts_and_confidences_on_the_heldout_images(exported):
     texts on >= 99%, confidences within 1e-3."""
     paths = _heldout_subset(4)
     assert len(paths) == 200
-    torch_results = Recognizer.from_pretrained(DEFAULT_MODEL, device="cpu").recognize(paths)
+    torch_results = Recognizer.from_pretrained(DEFAULT_MODEL, device="cpu", lm=False).recognize(paths)
     onnx_rec = Recognizer.from_pretrained(exported[0], device="cpu")
     assert isinstance(onnx_rec.model, OnnxCRNN)
     onnx_results = onnx_rec.recognize(paths)
@@ -171,7 +171,7 @@ def test_same_texts_and_confidences_on_the_heldout_images(exported):
 @pytest.mark.skipif(not HELDOUT.is_dir(), reason="benchmarks/heldout is not in this checkout")
 def test_beam_and_lexicon_decode_the_onnx_log_probs_as_pytorch_s(exported):
     paths = _heldout_subset(50)
-    torch_rec = Recognizer.from_pretrained(DEFAULT_MODEL, device="cpu")
+    torch_rec = Recognizer.from_pretrained(DEFAULT_MODEL, device="cpu", lm=False)
     onnx_rec = Recognizer.from_pretrained(exported[0], device="cpu")
     words = sorted({w for r in torch_rec.recognize(paths) for w in r.text.split()} | {"the", "and"})
     for options in ({"beam": 8}, {"beam": 8, "lexicon": words}):
@@ -205,7 +205,7 @@ def test_half_export_error_is_that_of_fp16(exported, exported_half, shipped):
 @pytest.mark.skipif(not HELDOUT.is_dir(), reason="benchmarks/heldout is not in this checkout")
 def test_half_export_reads_the_same_texts(exported_half):
     paths = _heldout_subset(8)
-    a = Recognizer.from_pretrained(DEFAULT_MODEL, device="cpu").recognize(paths)
+    a = Recognizer.from_pretrained(DEFAULT_MODEL, device="cpu", lm=False).recognize(paths)
     b = Recognizer.from_pretrained(exported_half[0], device="cpu").recognize(paths)
     assert sum(x.text == y.text for x, y in zip(a, b)) >= 0.99 * len(paths)
 
