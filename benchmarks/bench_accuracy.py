@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-from common import device_name, git_commit, results_path, write_results  # noqa: E402
+from common import cpu_name, device_name, git_commit, results_path, write_results  # noqa: E402
 
 # Typographic characters peers may print for their ASCII counterparts (the labels are ASCII): mapped for
 # every system alike, so no one loses a match to a curly quote. NFKC also folds full-width forms and ligatures.
@@ -559,7 +559,7 @@ def main() -> int:
         real = [d for d in data_names if d == "real_images"]
         load_now = os.getloadavg()
         write_results(path, "accuracy", rows, threads=args.threads, limit=args.limit, data=data_names,
-                      cpu_model=cpu_model(), cpu_count=os.cpu_count(), platform=platform.platform(),
+                      cpu_model=cpu_name(), cpu_count=os.cpu_count(), platform=platform.platform(),
                       loadavg_start=load_start, loadavg_end=load_now,
                       shared_machine=max(load_start[0], load_now[0], *(r["loadavg_1m"] for r in rows or [{
                           "loadavg_1m": 0}])) > 2,
@@ -619,16 +619,6 @@ def main() -> int:
     if path is not None:
         print(f"wrote {path}")
     return 0
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 if __name__ == "__main__":

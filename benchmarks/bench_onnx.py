@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from common import results_path, speedup_table, write_results  # noqa: E402
+from common import cpu_name, results_path, speedup_table, write_results  # noqa: E402
 
 
 def heldout_paths(data: Path, limit: int | None) -> list[Path]:
@@ -157,18 +157,6 @@ def main() -> int:
     print(f"wrote {path}")
     return 0
 
-
-def cpu_name() -> str:
-    """The CPU model (common.device_name names the GPU where there is one; this benchmark runs on the CPU)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine() or "cpu"
 
 
 if __name__ == "__main__":

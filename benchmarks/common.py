@@ -36,6 +36,11 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
+    return cpu_name()
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (for benchmarks that run on the CPU even where there is a GPU)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

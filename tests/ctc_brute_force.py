@@ -78,3 +78,14 @@ def dyadic_log_probs(B, T, C, seed, values=(0.0, -0.5, -1.0, -1.5, -2.0, -3.0, f
     lp = torch.tensor(values, dtype=torch.float32)[idx]
     lp[:, :, 0] = torch.where(torch.isinf(lp[:, :, 0]), -1.0, lp[:, :, 0])
     return lp
+
+
+def cat_log_probs():
+    """Issue 16's example: 'cat' with c peaking on frames 2-3, a on 5, t on 8, blank elsewhere (1, 10, 5) float32
+    log-probs; classes: blank, a, c, r, t (Charset("acrt"))."""
+    import torch
+
+    logits = torch.zeros(1, 10, 5, dtype=torch.float64)
+    for t in range(10):
+        logits[0, t, {2: 2, 3: 2, 5: 1, 8: 4}.get(t, 0)] = 8.0
+    return logits.log_softmax(-1).float()

@@ -15,12 +15,7 @@ TINY = CRNNConfig(channels=(4, 8, 8, 8, 16, 16, 16), lstm_hidden=8)
 SHIPPED = (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").exists()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

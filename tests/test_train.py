@@ -12,15 +12,7 @@ from crnn_fast.data.synth import pad_batch
 from crnn_fast.models.crnn import CRNN, CRNNConfig
 from crnn_fast.train import CheckpointError, TrainConfig, ctc_loss, export, load_checkpoint, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One intra-op thread: tiny models gain nothing from more, and on a busy machine OpenMP barriers
-    # with more threads than free cores cost seconds per step. train() sets it too (config.threads).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = dict(channels=(4, 8, 8, 8, 16, 16, 16), lstm_hidden=8)

@@ -42,6 +42,7 @@ _GCIDE_MARKUP = re.compile(r"\[(?:1913 Webster|PJC|WordNet 1\.5|Webster 1913 Sup
 
 
 def stable_hash(text: str) -> int:
+    """A process-independent hash (CRC-32 of the UTF-8 bytes) for the splits; Python's hash() is salted."""
     return zlib.crc32(text.encode("utf-8"))
 
 
@@ -91,10 +92,9 @@ def _dictd_block(lines: Sequence[str]) -> Iterator[str]:
     # A headword line with pronunciation markup ("Affect \Af*fect"\, v. t. ...") is markup, not prose.
     if "\\" in text.split("\n", 1)[0]:
         return
-    text = text.replace("{", "").replace("}", "")
-    if text.count("00database") or text.startswith(("00-database", "00database")):
+    if text.lstrip().startswith(("00-database", "00database")):  # the dictionary's own header entries
         return
-    yield text
+    yield text.replace("{", "").replace("}", "")
 
 
 def iter_source_paragraphs(fortunes_dir: str = FORTUNES_DIR, dictd_dir: str = DICTD_DIR) -> Iterator[str]:

@@ -20,7 +20,6 @@ import io
 import math
 import os
 import random
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .charset import Charset
-from .corpus import CorpusLines, load_corpus
+from .corpus import CorpusLines, load_corpus, stable_hash
 from .fonts import (  # noqa: F401  (re-exported: the data engine's one namespace)
     FONT_ROOTS,
     HELDOUT_FONT_DIRS,
@@ -56,11 +55,6 @@ _FALLBACK_WORDS = (
     "american around however home small found thought went say part once general high upon school every "
     "number text reading window market garden river letter paper orange yellow purple silver golden"
 ).split()
-
-
-def stable_hash(text: str) -> int:
-    """A process-independent hash (CRC-32 of the UTF-8 bytes); Python's hash() is salted per process."""
-    return zlib.crc32(text.encode("utf-8"))
 
 
 def is_heldout_word(word: str) -> bool:

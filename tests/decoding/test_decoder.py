@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from ctc_brute_force import best_alignment, dyadic_log_probs
+from ctc_brute_force import best_alignment, cat_log_probs, dyadic_log_probs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -141,14 +141,6 @@ def test_nbest_and_dtypes():
 # ---------------------------------------------------------------------------------------------------------
 
 CAT = Charset("acrt")  # classes: blank, a, c, r, t
-
-
-def cat_log_probs():
-    """The issue's example: 'cat' with c peaking on frames 2-3, a on 5, t on 8, blank elsewhere (10 frames)."""
-    logits = torch.zeros(1, 10, CAT.num_classes, dtype=torch.float64)
-    for t in range(10):
-        logits[0, t, {2: 2, 3: 2, 5: 1, 8: 4}.get(t, 0)] = 8.0
-    return logits.log_softmax(-1).float()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

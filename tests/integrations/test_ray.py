@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from crnn_fast.integrations import ray as ray_integration
@@ -27,14 +26,7 @@ HELDOUT = Path(__file__).resolve().parents[2] / "benchmarks" / "heldout"
 PER_SUBSET = 60  # x 4 subsets: 240 held-out images
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread here, as in each actor: on a busy 2-core machine two threads per forward pass of one image
-    run several times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from ctc_brute_force import best_alignment, dyadic_log_probs
+from ctc_brute_force import best_alignment, cat_log_probs, dyadic_log_probs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -602,15 +602,6 @@ def test_threads_agree():
 # ---------------------------------------------------------------------------------------------------------
 # frames and confidences: the most probable alignment of the returned text (issue 16, item 1)
 # ---------------------------------------------------------------------------------------------------------
-
-
-def cat_log_probs():
-    """The issue's example: 'cat' with c peaking on frames 2-3, a on 5, t on 8, blank elsewhere (10 frames;
-    classes: blank, a, c, r, t)."""
-    logits = torch.zeros(1, 10, 5, dtype=torch.float64)
-    for t in range(10):
-        logits[0, t, {2: 2, 3: 2, 5: 1, 8: 4}.get(t, 0)] = 8.0
-    return logits.log_softmax(-1).float()
 
 
 @pytest.mark.parametrize("backend", ["cpu", "ref"])

@@ -39,10 +39,9 @@ _LM_CACHE: dict = {}
 
 
 # The input generators of the CPU op's tests (tests/ops is on sys.path under pytest's default import mode).
-from ctc_brute_force import dyadic_log_probs  # noqa: E402
+from ctc_brute_force import cat_log_probs, dyadic_log_probs  # noqa: E402
 from test_ctc_beam_search import (  # noqa: E402
     assert_frames_are_best_alignments,
-    cat_log_probs,
     random_lengths,
     random_lm,
     random_log_probs,

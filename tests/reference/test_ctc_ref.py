@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from ctc_brute_force import best_alignment, dyadic_log_probs
+from ctc_brute_force import best_alignment, cat_log_probs, dyadic_log_probs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -576,15 +576,6 @@ def test_frames_on_exact_ties_are_the_earliest(seed):
     for b, hyps in enumerate(ctc_beam_search_ref(lp, beam_width=6, nbest=6)):
         for h in hyps:
             assert h.frames == best_alignment(lp[b], h.tokens)[0]
-
-
-def cat_log_probs():
-    """The issue's example: 'cat' with c peaking on frames 2-3, a on 5, t on 8, blank elsewhere (10 frames;
-    classes: blank, a, c, r, t)."""
-    logits = torch.zeros(1, 10, 5, dtype=torch.float64)
-    for t in range(10):
-        logits[0, t, {2: 2, 3: 2, 5: 1, 8: 4}.get(t, 0)] = 8.0
-    return logits.log_softmax(-1).float()
 
 
 @pytest.mark.parametrize("beam_width", [1, 10, 1000])
