@@ -12,8 +12,9 @@ Pipeline, streaming over any iterable of inputs with bounded memory:
   3. per batch: one pinned, non-blocking upload of the packed pixels; resize + normalise + pad on the device
      (crnn_fast.ops.preprocess), padded to one of a few widths (bucket_width); the CNN (channels_last on CUDA)
      and the LSTMs under autocast when `precision` is fp16/bf16, with the true widths so that padding never
-     changes a result; decoding on the device (greedy) or through CTCDecoder (beam / lexicon); one
-     device-to-host copy of the decoded batch;
+     changes a result; decoding on the device (greedy) or through CTCDecoder (beam search with the model's
+     LM by default when its sidecar names one, a beam width or a lexicon); one device-to-host copy of the
+     decoded batch;
   4. results come out in input order. A CUDA out-of-memory error halves the batch size and retries.
 Optional CUDA-graph capture of the network per (batch, width bucket): cuda_graphs=True.
 """
