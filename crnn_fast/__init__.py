@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import torch
 
@@ -33,25 +32,34 @@ def __getattr__(name: str):
 
 
 def backends() -> dict:
-    """What can run here: the compiled extension, its CPU/CUDA kernels per op, Triton, and a GPU.
+    """What this install holds and what can run on this machine.
 
-    Example: {"extension": True, "extension_error": None, "cuda_available": False, "triton": True,
-              "ops": {"ctc_greedy": ["ref", "cpu"], "lstm": ["ref", "torch"]}}
+    compiled: per op, the devices crnn_fast._C has kernels for (what was built);
+    usable: per op, the backend names that can run here now: "ref" always, a compiled kernel only where its
+        device is present, Triton only where triton imports and a GPU (or TRITON_INTERPRET=1) can run it.
+    Example on a CPU machine with a CUDA build: {"extension": True, "extension_error": None,
+        "cuda_available": False, "triton": False, "compiled": {"ctc_greedy": ["cpu", "cuda"], ...},
+        "usable": {"ctc_greedy": ["ref", "cpu"], "lstm": ["ref", "torch"], ...}}
     """
-    from .ops.lstm import HAS_TRITON
+    from .ops import lstm as lstm_ops
+    from .ops.preprocess import triton_available
 
-    ops = {
-        "ctc_greedy": ["ref"] + [d for d in ("cpu", "cuda") if _ext.has_kernel("ctc_greedy", d)],
-        "ctc_beam_search": ["ref"] + [d for d in ("cpu", "cuda") if _ext.has_kernel("ctc_beam_search", d)],
-        "lstm": ["ref", "torch"] + (["triton"] if HAS_TRITON else [])
-        + (["cuda"] if _ext.has_kernel("lstm_recurrence", "cuda") else []),
-    }
+    cuda = torch.cuda.is_available()
+    compiled_ops = {"ctc_greedy": "ctc_greedy", "ctc_beam_search": "ctc_beam_search", "lstm": "lstm_recurrence"}
+    compiled = {op: [d for d in ("cpu", "cuda") if _ext.has_kernel(kernel, d)] for op, kernel in compiled_ops.items()}
+    present = {"cpu": True, "cuda": cuda}
+    usable = {op: ["ref"] + [d for d in devices if present[d]] for op, devices in compiled.items()}
+    triton_runs = lstm_ops.HAS_TRITON and (cuda or lstm_ops.TRITON_INTERPRET)
+    usable["lstm"][1:1] = ["torch"] + (["triton"] if triton_runs and lstm_ops.triton_lstm_module() else [])
+    device = torch.device("cuda" if cuda else "cpu")
+    usable["resize_normalize_pad"] = ["ref"] + (["triton"] if triton_runs and triton_available(device) else [])
     return {
         "extension": _ext.HAS_EXTENSION,
         "extension_error": _ext.EXTENSION_ERROR,
-        "cuda_available": torch.cuda.is_available(),
-        "triton": importlib.util.find_spec("triton") is not None,
-        "ops": ops,
+        "cuda_available": cuda,
+        "triton": lstm_ops.HAS_TRITON,
+        "compiled": compiled,
+        "usable": usable,
     }
 
 

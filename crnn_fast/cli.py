@@ -129,7 +129,7 @@ def _build_decoder(recognizer, beam, lexicon, greedy=False) -> int | None:
     if lexicon is not None and not os.path.isfile(lexicon):
         return _error(f"--lexicon {lexicon!r}: no such file")
     try:
-        recognizer._decoder(beam, lexicon, greedy)
+        recognizer.decoder(beam, lexicon, greedy)
     except (ValueError, OSError) as e:
         return _error(str(e))
     return None
@@ -292,8 +292,18 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _version() -> str:
+    import torch  # already imported by the crnn_fast package this module is in
+
+    from . import __version__, _ext
+
+    built = "built" if _ext.HAS_EXTENSION else f"not built ({_ext.EXTENSION_ERROR})"
+    return f"crnn-fast {__version__} (torch {torch.__version__}; compiled extension crnn_fast._C: {built})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crnn-fast", description="Fast CRNN text recognition")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p):

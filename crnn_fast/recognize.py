@@ -273,7 +273,7 @@ class Recognizer:
             check_positive_int(batch_size, "batch_size")
         if beam is not None:
             check_beam_width(beam, "beam")
-        decoder = self._decoder(beam, lexicon, greedy)
+        decoder = self.decoder(beam, lexicon, greedy)
         window = (batch_size or self.batch_size) * self.window_batches
         loaded = self._load_all(images, lookahead=window + (batch_size or self.batch_size))
         while True:
@@ -467,8 +467,10 @@ class Recognizer:
             results.append(RecognitionResult(text, float(min(1.0, conf)), confs))
         return results
 
-    def _decoder(self, beam: int | None, lexicon, greedy: bool = False):
-        """The CTCDecoder for these options, or None for greedy decoding (best path on the device)."""
+    def decoder(self, beam: int | None = None, lexicon=None, greedy: bool = False):
+        """The CTCDecoder that recognize() uses for these options (built once, then cached), or None for greedy
+        decoding (best path on the device). Raises ValueError for a bad option: call it up front to check
+        options before reading any image."""
         if not isinstance(greedy, bool):
             raise TypeError(f"greedy must be a bool, got {type(greedy).__name__}")
         if greedy:

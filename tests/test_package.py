@@ -6,12 +6,42 @@ import textwrap
 import crnn_fast
 
 
-def test_backends_reports_what_is_available():
+def test_backends_reports_what_is_built_and_what_runs_here():
+    import torch
+
     info = crnn_fast.backends()
-    assert set(info) >= {"extension", "extension_error", "cuda_available", "triton", "ops"}
-    assert "ref" in info["ops"]["ctc_greedy"]
-    assert ("cpu" in info["ops"]["ctc_greedy"]) == info["extension"]
+    assert set(info) >= {"extension", "extension_error", "cuda_available", "triton", "compiled", "usable"}
+    assert ("cpu" in info["compiled"]["ctc_greedy"]) == info["extension"]
+    for op, names in info["usable"].items():
+        assert names[0] == "ref", op
+        if not torch.cuda.is_available():
+            assert "cuda" not in names, op  # a compiled CUDA kernel is not usable without a GPU
+    for op, devices in info["compiled"].items():
+        assert set(devices) <= {"cpu", "cuda"}
+        if "cpu" in devices:
+            assert "cpu" in info["usable"][op]
+    assert "torch" in info["usable"]["lstm"]
     json.dumps(info)
+
+
+def test_import_is_quick_it_loads_no_triton_or_inductor():
+    """Registering the Triton ops pulls in torch._inductor (about a second): that waits for their first use."""
+    script = textwrap.dedent("""
+        import sys
+        import crnn_fast
+        import crnn_fast.nn, crnn_fast.ops
+        heavy = sorted(m for m in sys.modules if m == "triton" or m.startswith(("triton.", "torch._inductor")))
+        print(len(heavy), heavy[:5])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("0 "), result.stdout
+
+
+def test_version_flag():
+    result = subprocess.run([sys.executable, "-m", "crnn_fast.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"crnn-fast {crnn_fast.__version__} (torch "), result.stdout
 
 
 def test_import_without_extension_says_how_to_build():

@@ -475,16 +475,16 @@ def test_the_sidecars_decoding_is_the_default(tiny_weights, tmp_path):
     from crnn_fast.decoding import CTCDecoder
 
     rec = Recognizer.from_pretrained(_with_decoding(tiny_weights, tmp_path), device="cpu", batch_size=4)
-    decoder = rec._decoder(None, None)
+    decoder = rec.decoder(None, None)
     assert isinstance(decoder, CTCDecoder) and decoder.beam_width == 8 and decoder.uses_lm
     assert decoder.lm_weight == 0.5 and decoder.insertion_bonus == 1.0
-    assert rec._decoder(20, None).beam_width == 20 and rec._decoder(20, None).uses_lm  # a wider beam keeps the LM
-    assert rec._decoder(None, None, greedy=True) is None
+    assert rec.decoder(20, None).beam_width == 20 and rec.decoder(20, None).uses_lm  # a wider beam keeps the LM
+    assert rec.decoder(None, None, greedy=True) is None
     with pytest.raises(ValueError, match="greedy"):
-        rec._decoder(8, None, greedy=True)
+        rec.decoder(8, None, greedy=True)
     # Without the LM: greedy, as for a sidecar without a decoding section.
     plain = Recognizer.from_pretrained(_with_decoding(tiny_weights, tmp_path), device="cpu", lm=False)
-    assert plain._decoder(None, None) is None
+    assert plain.decoder(None, None) is None
     images = [_text_image("cat"), _text_image("mat sat")]
     default = rec.recognize(images)
     by_hand = Recognizer(rec.model, rec.charset, device="cpu", decoding=rec.decoding).recognize(images, beam=8)

@@ -85,6 +85,22 @@ def test_resume_continues_identically(tmp_path):
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+def test_amp_without_fast_bf16_warns_and_trains_in_fp32(tmp_path, monkeypatch):
+    """On a CPU whose oneDNN has no bf16 kernels (AVX2 only), --amp is a slow-down: the run says so and trains
+    exactly as the same run in fp32 does."""
+    _need_fonts()
+    import crnn_fast.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no fast bf16 kernels"):
+        train(_config(tmp_path / "amp", amp=True, steps=4, val_every=0))
+    train(_config(tmp_path / "fp32", amp=False, steps=4, val_every=0))
+    a = torch.load(tmp_path / "amp" / "run" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "fp32" / "run" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
 def test_time_budget_stops(tmp_path):
     _need_fonts()
     record = train(_config(tmp_path, steps=10_000, time_budget_s=2.0, val_every=0))

@@ -12,6 +12,8 @@ Dimensions: B batch, T time steps, I input features, H hidden size, D directions
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Sequence
 
 import torch
@@ -37,16 +39,29 @@ LSTM_BACKENDS = {
 # and been benchmarked on a GPU: an unvalidated kernel must not become the default (they are opt-in by name).
 AUTO_PREFERS: tuple[str, ...] = ()
 
-try:
-    from ..triton import lstm as _triton_lstm
+# The Triton kernels are imported, and their ops registered, on first use (triton_lstm_module): importing
+# triton and registering a triton_op pull in torch._inductor, about a second that `import crnn_fast` need not pay.
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+TRITON_ERROR: str | None = None if HAS_TRITON else "ModuleNotFoundError: No module named 'triton'"
+# Triton reads TRITON_INTERPRET when it compiles a kernel's decorator; the module's own flag is checked on load.
+TRITON_INTERPRET = HAS_TRITON and os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+_triton_lstm = None
 
-    TRITON_ERROR: str | None = None
-except ImportError as exc:  # triton is an optional dependency: `auto` then means torch
-    _triton_lstm = None
-    TRITON_ERROR = f"{type(exc).__name__}: {exc}"
 
-HAS_TRITON = _triton_lstm is not None
-TRITON_INTERPRET = HAS_TRITON and _triton_lstm.INTERPRET
+def triton_lstm_module():
+    """crnn_fast.triton.lstm with crnn_fast::lstm_triton_fwd / _bwd registered (on the first call), or None when
+    triton cannot be imported (then HAS_TRITON is False and TRITON_ERROR says why)."""
+    global _triton_lstm, HAS_TRITON, TRITON_ERROR, TRITON_INTERPRET
+    if _triton_lstm is None and HAS_TRITON:
+        try:
+            from ..triton import lstm as module
+        except ImportError as exc:  # triton is an optional dependency: `auto` then means torch
+            HAS_TRITON, TRITON_ERROR, TRITON_INTERPRET = False, f"{type(exc).__name__}: {exc}", False
+            return None
+        _register_triton_ops(module)
+        TRITON_INTERPRET = module.INTERPRET
+        _triton_lstm = module
+    return _triton_lstm if HAS_TRITON else None
 
 
 def check_lstm_backend(backend: str) -> str:
@@ -62,18 +77,20 @@ def triton_supports(input: torch.Tensor, hidden_size: int) -> bool:
         return False
     if not (input.is_cuda or (TRITON_INTERPRET and input.device.type == "cpu")):
         return False
-    return hidden_size <= _triton_lstm.max_hidden_size(input.dtype)
+    module = triton_lstm_module()
+    return module is not None and hidden_size <= module.max_hidden_size(input.dtype)
 
 
 def _require_triton(input: torch.Tensor, hidden_size: int) -> None:
-    if not HAS_TRITON:
+    module = triton_lstm_module() if HAS_TRITON else None
+    if module is None:
         raise RuntimeError(f"backend='triton' needs the triton package, which failed to import ({TRITON_ERROR}); "
                            "install it with `pip install triton` (or `pip install crnn_fast[triton]`)")
     if not (input.is_cuda or (TRITON_INTERPRET and input.device.type == "cpu")):
         raise ValueError(f"backend='triton' needs input on a CUDA device, got {input.device} (CPU tensors run "
                          "only in the Triton interpreter: set TRITON_INTERPRET=1 before importing crnn_fast)")
-    if hidden_size > _triton_lstm.max_hidden_size(input.dtype):
-        raise ValueError(f"backend='triton' supports hidden_size <= {_triton_lstm.max_hidden_size(input.dtype)} "
+    if hidden_size > module.max_hidden_size(input.dtype):
+        raise ValueError(f"backend='triton' supports hidden_size <= {module.max_hidden_size(input.dtype)} "
                          f"in {input.dtype}, got {hidden_size}: use backend='torch'")
 
 
@@ -130,29 +147,25 @@ def _backward(ctx, dout, dh_n, dc_n, *_saved_outputs):
             None, None, None)
 
 
-if HAS_TRITON:
-    if TRITON_INTERPRET:
+def _register_triton_ops(module) -> None:
+    if module.INTERPRET:
         # Under TRITON_INTERPRET=1, wrap_triton hands back the raw interpreted kernel, which cannot run on fake
         # tensors, so triton_op's traced fake impl fails: register opaque custom ops with explicit fakes. On
         # the GPU the ops are triton_ops, whose kernels torch.compile sees.
-        _fwd_op = torch.library.custom_op("crnn_fast::lstm_triton_fwd", _triton_lstm.lstm_recurrence_fwd,
-                                          mutates_args=())
-        _fwd_op.register_fake(_triton_lstm.lstm_recurrence_fwd_fake)
-        _bwd_op = torch.library.custom_op("crnn_fast::lstm_triton_bwd", _triton_lstm.lstm_recurrence_bwd,
-                                          mutates_args=())
-        _bwd_op.register_fake(_triton_lstm.lstm_recurrence_bwd_fake)
+        fwd = torch.library.custom_op("crnn_fast::lstm_triton_fwd", module.lstm_recurrence_fwd, mutates_args=())
+        fwd.register_fake(module.lstm_recurrence_fwd_fake)
+        bwd = torch.library.custom_op("crnn_fast::lstm_triton_bwd", module.lstm_recurrence_bwd, mutates_args=())
+        bwd.register_fake(module.lstm_recurrence_bwd_fake)
     else:
-        _fwd_op = torch.library.triton_op("crnn_fast::lstm_triton_fwd", _triton_lstm.lstm_recurrence_fwd,
-                                          mutates_args=())
-        _bwd_op = torch.library.triton_op("crnn_fast::lstm_triton_bwd", _triton_lstm.lstm_recurrence_bwd,
-                                          mutates_args=())
+        torch.library.triton_op("crnn_fast::lstm_triton_fwd", module.lstm_recurrence_fwd, mutates_args=())
+        torch.library.triton_op("crnn_fast::lstm_triton_bwd", module.lstm_recurrence_bwd, mutates_args=())
     torch.library.register_autograd("crnn_fast::lstm_triton_fwd", _backward, setup_context=_setup_context)
-
-    def _no_double_backward(ctx, *grads):
-        raise NotImplementedError("double backward through crnn_fast's Triton LSTM (crnn_fast::lstm_triton_bwd) is "
-                                  "not supported; use backend='ref' or 'torch' for higher-order gradients")
-
     torch.library.register_autograd("crnn_fast::lstm_triton_bwd", _no_double_backward)
+
+
+def _no_double_backward(ctx, *grads):
+    raise NotImplementedError("double backward through crnn_fast's Triton LSTM (crnn_fast::lstm_triton_bwd) is "
+                              "not supported; use backend='ref' or 'torch' for higher-order gradients")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -165,6 +178,8 @@ def lstm_triton_layer(xproj: torch.Tensor, w_hh: torch.Tensor, bias: torch.Tenso
     """One layer's recurrence on the Triton kernels, differentiable. Shapes as crnn_fast::lstm_triton_fwd.
 
     Returns out (T, B, D*H) (or batch-first) and (h_n, c_n), each (D, B, H)."""
+    if triton_lstm_module() is None:
+        raise RuntimeError(f"lstm_triton_layer needs the triton package, which failed to import ({TRITON_ERROR})")
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (xproj, w_hh, bias, h0, c0))
     out, h_n, c_n, _, _, _ = torch.ops.crnn_fast.lstm_triton_fwd(xproj, w_hh, bias, h0, c0, lengths, batch_first,

@@ -13,6 +13,7 @@ the reference otherwise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,13 +23,19 @@ import torch
 from .._ext import GPU_VALIDATED
 from ..reference.preprocess import HEIGHT, check_packed, resize_normalize_pad_ref
 
-try:
-    from ..triton import preprocess as _triton_preprocess
-except ImportError:  # triton is optional
-    _triton_preprocess = None
-
 PREPROCESS_BACKENDS = ("auto", "triton", "ref")
 OP_NAME = "resize_normalize_pad"
+
+
+@functools.cache
+def _triton_preprocess():
+    """crnn_fast.triton.preprocess, imported on first use (importing triton costs `import crnn_fast` time), or
+    None: triton is optional."""
+    try:
+        from ..triton import preprocess
+    except ImportError:
+        return None
+    return preprocess
 
 
 @dataclass
@@ -71,9 +78,8 @@ def pack_images(arrays: Sequence[np.ndarray], out_widths: Sequence[int], *, pin_
 
 
 def triton_available(device: torch.device) -> bool:
-    if _triton_preprocess is None:
-        return False
-    return device.type == "cuda" or (device.type == "cpu" and _triton_preprocess.INTERPRET)
+    module = _triton_preprocess() if device.type in ("cuda", "cpu") else None
+    return module is not None and (device.type == "cuda" or module.INTERPRET)
 
 
 def resize_normalize_pad(data: torch.Tensor, meta: torch.Tensor, pad_width: int, height: int = HEIGHT,
@@ -92,4 +98,4 @@ def resize_normalize_pad(data: torch.Tensor, meta: torch.Tensor, pad_width: int,
     if not triton_available(data.device):
         raise RuntimeError("backend='triton' needs the triton package and CUDA tensors (or CPU tensors with "
                            "TRITON_INTERPRET=1 set before triton is imported)")
-    return _triton_preprocess.resize_normalize_pad_triton(data, meta, pad_width, height)
+    return _triton_preprocess().resize_normalize_pad_triton(data, meta, pad_width, height)

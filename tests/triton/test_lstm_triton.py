@@ -13,10 +13,13 @@ import torch
 pytest.importorskip("triton")
 
 from crnn_fast.nn import LSTM  # noqa: E402
-from crnn_fast.ops.lstm import lstm, lstm_triton_layer  # noqa: E402
+from crnn_fast.ops.lstm import lstm, lstm_triton_layer, triton_lstm_module  # noqa: E402
 from crnn_fast.reference import lstm_ref  # noqa: E402
 from crnn_fast.triton import lstm as triton_lstm  # noqa: E402
 from crnn_fast.triton.lstm import lstm_config  # noqa: E402
+
+# The ops are registered on first use; the op-level tests below call torch.ops.crnn_fast.* directly.
+assert triton_lstm_module() is not None
 
 CUDA = torch.device("cuda")
 # The error floor of one rounding in each low precision, on values of order 1.
