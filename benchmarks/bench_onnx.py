@@ -10,7 +10,7 @@ Reported: median over repeats of the pass's wall time (median_ms), wall ms per i
 ms per image (median; on a shared machine it moves less than wall time); and per ONNX runtime, agreement with
 PyTorch over all images: the share of identical texts, the largest confidence difference, and the largest
 log-prob difference over the valid frames of the network pass.
-Writes benchmarks/results/bench_onnx-<cpu>-<date>.json (format: DESIGN.md).
+Writes benchmarks/results/bench_onnx-<cpu>-<date>.json (benchmarks/common.py write_results).
 """
 
 from __future__ import annotations

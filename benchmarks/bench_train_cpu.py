@@ -1,9 +1,10 @@
 """Training throughput on the CPU: images/s of one training step (forward, CTC loss, backward, AdamW) of a
 CRNN, over the same pre-rendered synthetic batches, for each setting: precision (fp32 / bf16 autocast),
-torch threads, channels_last and torch.compile.
+torch threads, channels_last and torch.compile. On a CPU without fast bf16 kernels (AVX2 only) the bf16 settings
+are left out unless named.
 
     python benchmarks/bench_train_cpu.py [--model crnn_small_ascii] [--batch-size 32] [--batches 6]
-        [--steps 12] [--threads 1 2] [--max-line-chars 100] [--settings eager,bf16,bf16+cl,bf16+compile]
+        [--steps 12] [--threads 1 2] [--max-line-chars 100] [--settings fp32,bf16,...]
 
 Rendering is not timed (it runs in data workers during training); every setting steps through the same
 batches. Writes benchmarks/results/bench_train_cpu-<device>-<date>.json.
@@ -22,10 +23,12 @@ from common import device_name, results_path, write_results  # benchmarks/common
 
 from crnn_fast.data.synth import Batch, RenderConfig, SynthGenerator, pad_batch
 from crnn_fast.models.pretrained import load_pretrained
-from crnn_fast.train import ctc_loss
+from crnn_fast.train import cpu_has_fast_bf16, ctc_loss
 
 SETTINGS = {
     "fp32": dict(amp=False, channels_last=False, compile=False),
+    "fp32+channels_last": dict(amp=False, channels_last=True, compile=False),
+    "fp32+compile": dict(amp=False, channels_last=False, compile=True),
     "bf16": dict(amp=True, channels_last=False, compile=False),
     "bf16+channels_last": dict(amp=True, channels_last=True, compile=False),
     "bf16+compile": dict(amp=True, channels_last=False, compile=True),
@@ -48,10 +51,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per setting (after 3 warm-up steps)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--max-line-chars", type=int, default=100)
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--settings", default=None,
+                        help=f"comma-separated, of {', '.join(SETTINGS)} (default: all; without the bf16 ones on a "
+                             "CPU that has no fast bf16 kernels, where one step takes over 10 s)")
     parser.add_argument("--note", default="", help="recorded in the JSON (e.g. what else the machine was running)")
     args = parser.parse_args()
 
+    fast_bf16 = cpu_has_fast_bf16()
+    settings = args.settings.split(",") if args.settings else [
+        name for name, opts in SETTINGS.items() if fast_bf16 or not opts["amp"]]
+    unknown = set(settings) - set(SETTINGS)
+    if unknown:
+        parser.error(f"--settings: unknown {sorted(unknown)}; known: {', '.join(SETTINGS)}")
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not fast_bf16:
+        print(f"this CPU ({capability}) has no fast bf16 kernels: bf16 autocast falls back to slow reference kernels"
+              + ("" if args.settings else "; its settings are left out (name them with --settings to run them)"))
     base, charset, _meta = load_pretrained(args.model)
     gen = SynthGenerator("train", charset=charset, max_line_chars=args.max_line_chars,
                          render=RenderConfig(max_width=1600))
@@ -66,7 +81,7 @@ def main() -> None:
     print(f"{'setting':22s} {'threads':>7s} {'images/s':>9s} {'ms/step':>8s}")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for name in args.settings.split(","):
+        for name in settings:
             opts = SETTINGS[name]
             model = copy.deepcopy(base).train()
             if opts["channels_last"]:
@@ -84,7 +99,8 @@ def main() -> None:
             ms = statistics.median(times) * 1e3
             ips = args.batch_size / (ms / 1e3)
             rows.append({"impl": name, "threads": threads, "B": args.batch_size, "mean_width": round(mean_width),
-                         "max_line_chars": args.max_line_chars, "median_ms": ms, "images_per_s": ips})
+                         "max_line_chars": args.max_line_chars, "median_ms": ms, "images_per_s": ips,
+                         "cpu_capability": capability, "fast_bf16": fast_bf16})
             print(f"{name:22s} {threads:7d} {ips:9.1f} {ms:8.1f}", flush=True)
             write_results(out, "train_cpu", rows, note=args.note)
     print(f"wrote {out}")

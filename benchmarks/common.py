@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts: device and version facts, CUDA-event timing, the side-by-side table with
-speedup columns, and the results JSON (format in DESIGN.md).
+speedup columns, and the results JSON (write_results: the device and versions, then flat rows, one per measurement,
+each an `impl` plus its shape keys and measures).
 
 Import from a script in benchmarks/ with `from common import ...` (the script's folder is on sys.path).
 """

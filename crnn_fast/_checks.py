@@ -98,3 +98,24 @@ def check_positive_int(value, name: str) -> int:
     if not is_positive_int(value):
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """"auto"/None (CUDA if available, else the CPU), or a CPU / CUDA device; anything else is a ValueError."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {str(device)!r} (crnn_fast runs on "
+                         "the CPU or a CUDA GPU)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was requested but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
+    return device

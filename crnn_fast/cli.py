@@ -105,8 +105,9 @@ def iter_inputs(inputs: list[str]) -> Iterator[tuple[str, object]]:
 
 
 def _load_recognizer(args):
+    from ._checks import resolve_device
     from .models.pretrained import WeightsError
-    from .recognize import Recognizer, resolve_device
+    from .recognize import Recognizer
 
     try:
         resolve_device(args.device)

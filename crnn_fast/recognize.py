@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ._checks import check_positive_int
+from ._checks import check_positive_int, resolve_device
 from .data.charset import Charset
 from .data.datasets import MAX_WIDTH, ImageError, load_line, prepare_image
 from .data.synth import pad_batch
@@ -84,27 +84,6 @@ class RecognitionResult:
     def as_dict(self) -> dict:
         return {"source": self.source, "text": self.text, "confidence": round(self.confidence, 6),
                 "error": self.error}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """"auto"/None (CUDA if available, else the CPU), or a CPU / CUDA device; anything else is a ValueError."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {str(device)!r} (the Recognizer "
-                         "runs on the CPU or a CUDA GPU)")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} was requested but CUDA is not available here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
-    return device
 
 
 def _describe(item, index: int) -> str:

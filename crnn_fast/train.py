@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._checks import resolve_device
 from .data.charset import Charset
 from .data.synth import Batch, RenderConfig, SynthDataset, SynthGenerator, pad_batch, widen_batch
 from .distributed import (
@@ -110,15 +111,6 @@ class TrainConfig:
             raise ValueError(f"variant must be one of {list(CRNN_CONFIGS)} (or give channels/lstm_hidden), "
                              f"got {self.variant!r}")
         return self.variant
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def cpu_has_fast_bf16() -> bool:

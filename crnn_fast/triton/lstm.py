@@ -54,9 +54,8 @@ step (atomic acq_rel at gpu scope, after a CTA barrier) and spun on (atomic acqu
 barrier per step enough. A spin barrier is only valid when every program of a group is resident at
 once, so the launcher keeps each launch's grid <= the SM count (one program per SM always fits),
 splitting a large batch over several launches; when not even one group fits, it falls back to one
-launch per step (the kernel boundary is the barrier). With NSPLIT = 1 (small H: option (b) of the
-design brief, one program holds all of W_hh) no grid sync is needed and the kernel is the same code
-with the GRID_SYNC constexpr off. Both directions run in the same launch (grid axis 1).
+launch per step (the kernel boundary is the barrier). With NSPLIT = 1 (small H: one program holds all
+of W_hh) no grid sync is needed and the kernel is the same code with the GRID_SYNC constexpr off. Both directions run in the same launch (grid axis 1).
 
 Backward: the mirror image. Program j keeps the *columns* W_hh[:, j*BH : ...] on chip (4 tiles of
 BH x HP, transposed), reads the gate gradients of all units of the step processed just before from
@@ -400,7 +399,7 @@ INTERPRET = isinstance(_lstm_fwd_kernel, InterpretedFunction)
 """Whether the kernels run in the Triton interpreter (TRITON_INTERPRET=1 when this module was imported)."""
 
 # Launch heuristics, from the sm_90 register/shared-memory reports of the compiled kernels (see the tests'
-# ahead-of-time compile check); the timings that should settle them are the GPU session's job.
+# ahead-of-time compile check); not yet timed on a GPU (benchmarks/bench_lstm.py is what should settle them).
 W_SLICE_BYTES = 64 * 1024   # a program's W_hh slice (4 x BH x HP): in shared memory next to the exchange tiles
 DG_TILE_BYTES = 128 * 1024  # the backward's 4 gate-gradient tiles (4 x HP x BB) per step, in shared memory
 MIN_BLOCK = 16              # tl.dot needs every dimension >= 16

@@ -1,5 +1,6 @@
 """benchmarks/bench_lstm.py without a GPU: its arguments, its refusal to time without CUDA, and (hidden
---cpu-smoke flag, Triton interpreter) that a run produces the table and the JSON format of DESIGN.md."""
+--cpu-smoke flag, Triton interpreter) that a run produces the table and the JSON format of benchmarks/common.py
+(write_results)."""
 
 import json
 import os
