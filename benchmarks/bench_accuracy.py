@@ -36,7 +36,8 @@ subset (in-process systems). The machine's load average is recorded per row: thi
         [--systems crnn_fast,tesseract,rapidocr_v6,rapidocr_v4,easyocr] [--predictions preds.jsonl]
 
 Prints one table per data set (systems side by side), then the verdicts on issue 19's targets, and writes
-benchmarks/results/bench_accuracy-<device>-<date>.json (benchmarks/common.py write_results: flat rows, `impl` + shape keys).
+benchmarks/results/bench_accuracy-<device>-<date>.json (benchmarks/common.py write_results: flat rows, `impl` +
+shape keys).
 """
 
 from __future__ import annotations

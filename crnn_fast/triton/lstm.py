@@ -55,7 +55,8 @@ barrier per step enough. A spin barrier is only valid when every program of a gr
 once, so the launcher keeps each launch's grid <= the SM count (one program per SM always fits),
 splitting a large batch over several launches; when not even one group fits, it falls back to one
 launch per step (the kernel boundary is the barrier). With NSPLIT = 1 (small H: one program holds all
-of W_hh) no grid sync is needed and the kernel is the same code with the GRID_SYNC constexpr off. Both directions run in the same launch (grid axis 1).
+of W_hh) no grid sync is needed and the kernel is the same code with the GRID_SYNC constexpr off. Both
+directions run in the same launch (grid axis 1).
 
 Backward: the mirror image. Program j keeps the *columns* W_hh[:, j*BH : ...] on chip (4 tiles of
 BH x HP, transposed), reads the gate gradients of all units of the step processed just before from
