@@ -63,7 +63,7 @@ from common import device_name, results_path, write_results  # noqa: E402
 
 from crnn_fast.data import Charset  # noqa: E402
 from crnn_fast.decoding import CharNgramLM, CTCDecoder  # noqa: E402
-from crnn_fast.decoding.lm import kneser_ney, write_arpa  # noqa: E402
+from crnn_fast.formats.lm import kneser_ney, write_arpa  # noqa: E402
 
 OURS = "crnn_fast"
 PRUNED = "crnn_fast pruned"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -119,3 +121,33 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
     return device
+
+
+def as_token_seq(seq, name: str) -> tuple[int, ...]:
+    """A sequence of token ids (list, tuple, 1-D integer tensor) as a tuple of Python ints."""
+    if isinstance(seq, torch.Tensor):
+        if seq.dim() != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {tuple(seq.shape)}")
+        if seq.dtype.is_floating_point or seq.dtype.is_complex or seq.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integers, got dtype {str(seq.dtype).replace('torch.', '')}")
+        return tuple(int(v) for v in seq.tolist())
+    if isinstance(seq, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of int token ids, got {type(seq).__name__}")
+    try:
+        items = list(seq)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a sequence of int token ids, got {type(seq).__name__}") from exc
+    for v in items:
+        if not is_int(v):
+            raise TypeError(f"{name} must hold int token ids, got {type(v).__name__}")
+    return tuple(operator.index(v) for v in items)
+
+
+def is_int(x) -> bool:
+    if isinstance(x, bool):
+        return False
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return True

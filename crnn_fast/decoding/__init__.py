@@ -1,8 +1,9 @@
-"""CTC decoding: CTCDecoder (greedy, beam search, lexicon, character n-gram LM), lexicon tries, CharNgramLM."""
+"""CTC decoding: CTCDecoder (greedy, beam search, lexicon, character n-gram LM), with the lexicon and LM formats
+it takes (crnn_fast.formats) re-exported."""
 
-from .decoder import LEXICON_MODES, CTCDecoder, CTCHypothesis  # noqa: I001 (after lm)
-from .lexicon import TrieTensors, compile_trie, encode_lexicon
-from .lm import BoundLM, CharNgramLM, LMTensors
+from ..formats.lexicon import LexiconTrie, TrieTensors, compile_trie, encode_lexicon
+from ..formats.lm import BoundLM, CharNgramLM, LMTensors
+from .decoder import LEXICON_MODES, CTCDecoder, CTCHypothesis
 
 __all__ = [
     "LEXICON_MODES",
@@ -11,6 +12,7 @@ __all__ = [
     "CTCHypothesis",
     "CharNgramLM",
     "LMTensors",
+    "LexiconTrie",
     "TrieTensors",
     "compile_trie",
     "encode_lexicon",

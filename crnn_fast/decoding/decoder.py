@@ -10,12 +10,17 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-import crnn_fast.ops.ctc_beam_search as _beam_op
-
 from .._checks import IMPOSSIBLE_FRAME_MESSAGE, NON_FINITE_MESSAGE, check_lengths, check_log_probs, kernel_input_error
-from ..reference.ctc import LexiconTrie, check_beam_search_options, ctc_greedy_ref
-from .lexicon import encode_lexicon
-from .lm import BoundLM, CharNgramLM
+from ..formats.lexicon import LexiconTrie, encode_lexicon
+from ..formats.lm import BoundLM, CharNgramLM
+from ..ops.ctc_beam_search import (
+    CTC_BEAM_SEARCH_BACKENDS,
+    MAX_CUDA_BEAM_WIDTH,
+    check_log_probs_shape,
+    ctc_beam_search,
+    resolve_greedy_backend,
+)
+from ..reference.ctc import check_beam_search_options, ctc_greedy_ref
 
 LEXICON_MODES = ("trie", "nearest")
 
@@ -73,7 +78,7 @@ class CTCDecoder:
     Bounds, checked here (ValueError naming the option): beam_width in [1, 4096] (at most 256 with
     backend="cuda"), nbest in [1, 4096], lm_weight in [0, 1e4], insertion_bonus in [-1e4, 1e4]
     (crnn_fast.reference.ctc MAX_BEAM_WIDTH, MAX_NBEST, MAX_LM_WEIGHT, MAX_INSERTION_BONUS); an LM's order at most
-    32 and its log10 backoffs within [-1e4, 1e4] (crnn_fast.decoding.lm).
+    32 and its log10 backoffs within [-1e4, 1e4] (crnn_fast.formats.lm).
 
     decode(log_probs, lengths) expects log-probabilities (log_softmax output), not logits: every valid frame must
     sum to probability 1 (a frame that is -inf for every class is an error in every mode).
@@ -106,11 +111,11 @@ class CTCDecoder:
         (self.beam_width, self.nbest, self.top_k, self.beam_threshold, self.blank_skip_threshold, self.token_min_logp,
          self.lm_weight, self.insertion_bonus) = check_beam_search_options(
             beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus)
-        if backend not in _beam_op.CTC_BEAM_SEARCH_BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(map(repr, _beam_op.CTC_BEAM_SEARCH_BACKENDS))}, "
+        if backend not in CTC_BEAM_SEARCH_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, CTC_BEAM_SEARCH_BACKENDS))}, "
                              f"got {backend!r}")
-        if backend == "cuda" and self.beam_width > _beam_op.MAX_CUDA_BEAM_WIDTH:
-            raise ValueError(f"beam_width must be <= {_beam_op.MAX_CUDA_BEAM_WIDTH} with backend='cuda', "
+        if backend == "cuda" and self.beam_width > MAX_CUDA_BEAM_WIDTH:
+            raise ValueError(f"beam_width must be <= {MAX_CUDA_BEAM_WIDTH} with backend='cuda', "
                              f"got {self.beam_width}")
         self.backend = backend
         if lexicon_mode not in LEXICON_MODES:
@@ -165,7 +170,7 @@ class CTCDecoder:
         Returns B lists of at most nbest CTCHypothesis, best first (an empty list when a lexicon admits no
         hypothesis for that item).
         """
-        _beam_op.check_log_probs_shape(log_probs)
+        check_log_probs_shape(log_probs)
         B, T, C = log_probs.shape
         if C != self.num_classes:
             raise ValueError(f"log_probs has C={C} classes but the charset has {self.num_classes - 1} characters "
@@ -177,7 +182,7 @@ class CTCDecoder:
             return self._nearest.decode(log_probs, lengths, self.blank, self.nbest, self._make)
         if self.is_greedy:
             return self._decode_greedy(log_probs, lengths)
-        out = _beam_op.ctc_beam_search(
+        out = ctc_beam_search(
             log_probs, lengths, blank=self.blank, beam_width=self.beam_width, top_k=self.top_k,
             beam_threshold=self.beam_threshold, blank_skip_threshold=self.blank_skip_threshold,
             token_min_logp=self.token_min_logp, lexicon=self._trie, word_separator=self.word_separator,
@@ -209,7 +214,7 @@ class CTCDecoder:
         return results
 
     def _decode_greedy(self, log_probs, lengths):
-        chosen = _beam_op.resolve_greedy_backend(self.backend, log_probs.device)
+        chosen = resolve_greedy_backend(self.backend, log_probs.device)
         if chosen == "ref":
             check_log_probs(log_probs)
             out = ctc_greedy_ref(log_probs, lengths, self.blank)

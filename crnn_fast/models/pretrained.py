@@ -163,7 +163,7 @@ def load_decoding(sidecar: str | os.PathLike, meta: dict) -> dict | None:
     lm_path = sidecar.parent / lm_name
     if not lm_path.is_file():
         raise WeightsError(f"{str(sidecar)!r} names the language model {lm_name!r}, which is not beside it")
-    from ..decoding.lm import CharNgramLM
+    from ..formats.lm import CharNgramLM
 
     try:
         out["lm"] = CharNgramLM.load_tensors(lm_path)

@@ -16,10 +16,9 @@ import torch
 
 from .._checks import FLOAT_DTYPES, check_blank, check_lengths, check_log_probs, check_tensor, kernel_input_error
 from .._ext import DECODING_BACKENDS, HAS_EXTENSION, resolve_decoding_backend
-from ..decoding.lexicon import TrieTensors, compile_trie
-from ..decoding.lm import BoundLM
+from ..formats.lexicon import LexiconTrie, TrieTensors, compile_trie
+from ..formats.lm import BoundLM
 from ..reference.ctc import (
-    LexiconTrie,
     check_beam_search_options,
     check_lexicon,
     ctc_alignment_ref,

@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import torch
 
-from .._checks import check_blank, check_frames_possible, check_lengths, check_log_probs
+from .._checks import as_token_seq, check_blank, check_frames_possible, check_lengths, check_log_probs, is_int
+from ..formats.lexicon import LexiconTrie
 
 
 class GreedyOutput(NamedTuple):
@@ -87,18 +88,8 @@ def _logaddexp(a: float, b: float) -> float:
     return m + math.log1p(math.exp(-abs(a - b)))
 
 
-def _is_int(x) -> bool:
-    if isinstance(x, bool):
-        return False
-    try:
-        operator.index(x)
-    except TypeError:
-        return False
-    return True
-
-
 def _check_int(x, name: str, *, low: int | None = None) -> int:
-    if not _is_int(x):
+    if not is_int(x):
         raise TypeError(f"{name} must be an int, got {type(x).__name__}")
     x = operator.index(x)
     if low is not None and x < low:
@@ -121,26 +112,6 @@ def _check_real(x, name: str, *, finite: bool = True) -> float:
     if math.isnan(x) or (finite and math.isinf(x)):
         raise ValueError(f"{name} must be {'finite' if finite else 'a number (not NaN)'}, got {x}")
     return x
-
-
-def _as_token_seq(seq, name: str) -> tuple[int, ...]:
-    """A sequence of token ids (list, tuple, 1-D integer tensor) as a tuple of Python ints."""
-    if isinstance(seq, torch.Tensor):
-        if seq.dim() != 1:
-            raise ValueError(f"{name} must be 1-D, got shape {tuple(seq.shape)}")
-        if seq.dtype.is_floating_point or seq.dtype.is_complex or seq.dtype == torch.bool:
-            raise TypeError(f"{name} must hold integers, got dtype {str(seq.dtype).replace('torch.', '')}")
-        return tuple(int(v) for v in seq.tolist())
-    if isinstance(seq, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of int token ids, got {type(seq).__name__}")
-    try:
-        items = list(seq)
-    except TypeError as exc:
-        raise TypeError(f"{name} must be a sequence of int token ids, got {type(seq).__name__}") from exc
-    for v in items:
-        if not _is_int(v):
-            raise TypeError(f"{name} must hold int token ids, got {type(v).__name__}")
-    return tuple(operator.index(v) for v in items)
 
 
 def _check_token_ids(tokens: tuple[int, ...], name: str, num_classes: int, blank: int) -> None:
@@ -176,7 +147,7 @@ def _parse_targets(targets, target_lengths, batch: int, num_classes: int,
                             f"got {type(targets).__name__}")
         if len(targets) != batch:
             raise ValueError(f"targets must hold {batch} sequences (one per batch item), got {len(targets)}")
-        labels = [_as_token_seq(seq, f"targets[{b}]") for b, seq in enumerate(targets)]
+        labels = [as_token_seq(seq, f"targets[{b}]") for b, seq in enumerate(targets)]
         if target_lengths is not None:
             lens = check_lengths(target_lengths, batch, max((len(x) for x in labels), default=0),
                                  name="target_lengths", device=torch.device("cpu"))
@@ -267,77 +238,6 @@ class Hypothesis(NamedTuple):
     frames: tuple[int, ...] = ()
 
 
-class _TrieNode:
-    __slots__ = ("children", "is_word")
-
-    def __init__(self) -> None:
-        self.children: dict[int, _TrieNode] = {}
-        self.is_word = False
-
-
-class LexiconTrie:
-    """A prefix tree over the words of a lexicon; each word is a non-empty sequence of token ids.
-
-    LexiconTrie([[3, 1], [3, 1, 2], [4]]).is_prefix((3,)) -> True; .is_word((3,)) -> False.
-    Duplicate words are allowed and count once.
-    """
-
-    def __init__(self, words) -> None:
-        if isinstance(words, (str, bytes, torch.Tensor)):
-            raise TypeError(f"lexicon must be an iterable of words (sequences of token ids), "
-                            f"got {type(words).__name__}")
-        try:
-            words = list(words)
-        except TypeError as exc:
-            raise TypeError(f"lexicon must be an iterable of words, got {type(words).__name__}") from exc
-        if not words:
-            raise ValueError("lexicon is empty; pass at least one word")
-        self._root = _TrieNode()
-        self._words: set[tuple[int, ...]] = set()
-        for i, word in enumerate(words):
-            word = _as_token_seq(word, f"lexicon word {i}")
-            if not word:
-                raise ValueError(f"lexicon word {i} is empty; words need at least one token")
-            if min(word) < 0:
-                raise ValueError(f"lexicon word {i} holds a negative token id {min(word)}")
-            node = self._root
-            for tok in word:
-                node = node.children.setdefault(tok, _TrieNode())
-            node.is_word = True
-            self._words.add(word)
-        self.token_ids = frozenset(tok for word in self._words for tok in word)
-
-    def _find(self, tokens) -> _TrieNode | None:
-        node = self._root
-        for tok in tokens:
-            node = node.children.get(tok)
-            if node is None:
-                return None
-        return node
-
-    def is_prefix(self, tokens) -> bool:
-        """Whether `tokens` starts some word (the empty sequence and every complete word do)."""
-        return self._find(tokens) is not None
-
-    def is_word(self, tokens) -> bool:
-        """Whether `tokens` is a complete word."""
-        node = self._find(tokens)
-        return node is not None and node.is_word
-
-    @property
-    def words(self) -> list[tuple[int, ...]]:
-        return sorted(self._words)
-
-    def __len__(self) -> int:
-        return len(self._words)
-
-    def __contains__(self, tokens) -> bool:
-        return self.is_word(tuple(tokens))
-
-    def __repr__(self) -> str:
-        return f"LexiconTrie({len(self)} words)"
-
-
 class _LexiconRule:
     """The lexicon constraint on prefixes, with or without a word separator."""
 
@@ -372,7 +272,7 @@ class _LexiconRule:
 # MAX_BEAM_WIDTH: the search costs about linearly in the beam; at this width a 400-frame line of 96 classes takes
 # ~1.3 s on one core. MAX_NBEST: no search keeps more hypotheses than its beam. MAX_LM_WEIGHT and
 # MAX_INSERTION_BONUS keep every score finite: a score sums at most T terms of lm_weight * ln P_lm + insertion_bonus,
-# and ln P_lm is at most order * MAX_ABS_LOG10_BACKOFF * ln 10 (crnn_fast/decoding/lm.py), so no sum can reach
+# and ln P_lm is at most order * MAX_ABS_LOG10_BACKOFF * ln 10 (crnn_fast/formats/lm.py), so no sum can reach
 # +inf (where the reference and the kernels would stop agreeing: inf - inf is NaN).
 MAX_BEAM_WIDTH = 4096
 MAX_NBEST = MAX_BEAM_WIDTH

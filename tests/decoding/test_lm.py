@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from crnn_fast.decoding import CharNgramLM
-from crnn_fast.decoding.lm import EOS, LN10, UNK, ngram_keys, spell, unspell
+from crnn_fast.formats.lm import EOS, LN10, UNK, ngram_keys, spell, unspell
 
 TEXT = [
     "the quick brown fox jumps over the lazy dog",
@@ -270,7 +270,7 @@ def test_missing_suffix_ngrams_are_added_and_decoding_agrees(tmp_path):
 
 def test_order_and_backoff_bounds():
     # Before: order 50 and a backoff of 1e300 passed here and failed in the decoder (or made scores infinite).
-    from crnn_fast.decoding.lm import MAX_ABS_LOG10_BACKOFF, MAX_LM_ORDER
+    from crnn_fast.formats.lm import MAX_ABS_LOG10_BACKOFF, MAX_LM_ORDER
 
     with pytest.raises(ValueError, match=rf"^order must be an int in \[1, {MAX_LM_ORDER}\]"):
         CharNgramLM.from_text(["ab"], MAX_LM_ORDER + 1)

@@ -1,4 +1,5 @@
-"""Lexicons for CTC decoding: word lists encoded with the model's labels and compiled to a flat trie.
+"""Lexicons for CTC decoding: word lists encoded with the model's labels, the trie of token-id words, and the
+flat trie tensors the beam-search kernels walk.
 
 The trie tensors are what crnn_fast::ctc_beam_search walks (S nodes, E edges; node 0 is the root):
     offsets: (S + 1,) int64, the edges of node s are offsets[s] .. offsets[s + 1] - 1;
@@ -15,7 +16,78 @@ from typing import NamedTuple
 
 import torch
 
-from ..reference.ctc import LexiconTrie
+from .._checks import as_token_seq
+
+
+class _TrieNode:
+    __slots__ = ("children", "is_word")
+
+    def __init__(self) -> None:
+        self.children: dict[int, _TrieNode] = {}
+        self.is_word = False
+
+
+class LexiconTrie:
+    """A prefix tree over the words of a lexicon; each word is a non-empty sequence of token ids.
+
+    LexiconTrie([[3, 1], [3, 1, 2], [4]]).is_prefix((3,)) -> True; .is_word((3,)) -> False.
+    Duplicate words are allowed and count once.
+    """
+
+    def __init__(self, words) -> None:
+        if isinstance(words, (str, bytes, torch.Tensor)):
+            raise TypeError(f"lexicon must be an iterable of words (sequences of token ids), "
+                            f"got {type(words).__name__}")
+        try:
+            words = list(words)
+        except TypeError as exc:
+            raise TypeError(f"lexicon must be an iterable of words, got {type(words).__name__}") from exc
+        if not words:
+            raise ValueError("lexicon is empty; pass at least one word")
+        self._root = _TrieNode()
+        self._words: set[tuple[int, ...]] = set()
+        for i, word in enumerate(words):
+            word = as_token_seq(word, f"lexicon word {i}")
+            if not word:
+                raise ValueError(f"lexicon word {i} is empty; words need at least one token")
+            if min(word) < 0:
+                raise ValueError(f"lexicon word {i} holds a negative token id {min(word)}")
+            node = self._root
+            for tok in word:
+                node = node.children.setdefault(tok, _TrieNode())
+            node.is_word = True
+            self._words.add(word)
+        self.token_ids = frozenset(tok for word in self._words for tok in word)
+
+    def _find(self, tokens) -> _TrieNode | None:
+        node = self._root
+        for tok in tokens:
+            node = node.children.get(tok)
+            if node is None:
+                return None
+        return node
+
+    def is_prefix(self, tokens) -> bool:
+        """Whether `tokens` starts some word (the empty sequence and every complete word do)."""
+        return self._find(tokens) is not None
+
+    def is_word(self, tokens) -> bool:
+        """Whether `tokens` is a complete word."""
+        node = self._find(tokens)
+        return node is not None and node.is_word
+
+    @property
+    def words(self) -> list[tuple[int, ...]]:
+        return sorted(self._words)
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def __contains__(self, tokens) -> bool:
+        return self.is_word(tuple(tokens))
+
+    def __repr__(self) -> str:
+        return f"LexiconTrie({len(self)} words)"
 
 
 class TrieTensors(NamedTuple):
