@@ -69,6 +69,7 @@ class TrainConfig:
     warmup: float = 0.05                   # fraction of steps (onecycle pct_start / cosine warmup)
     clip_grad: float = 5.0
     amp: bool = False                      # bf16 autocast on CPU, fp16 + GradScaler on CUDA
+    channels_last: bool = True             # NHWC convolutions: ~1.3x images/s on the CPU (bench_train_cpu.py)
     device: str = "auto"
     threads: int = 1                       # torch.set_num_threads in each training process
     num_workers: int = 1                   # data workers (0: generate in the training process)
@@ -333,6 +334,8 @@ def _train(config: TrainConfig, dist_context: DistributedContext, *, resume: boo
     if dist_context.enabled:  # normalise with the global batch's statistics, as one process would
         model = convert_batchnorm(model, device)
     model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = make_scheduler(optimizer, config)
     amp = config.amp
@@ -393,6 +396,8 @@ def _train(config: TrainConfig, dist_context: DistributedContext, *, resume: boo
             # One process pads the global batch to its widest image, and CTC runs over every frame that
             # padding makes: every shard must be that wide too.
             batch = widen_batch(batch, int(dist_context.max(batch.images.shape[-1])))
+        if config.channels_last:
+            batch = Batch(batch.images.contiguous(memory_format=torch.channels_last), batch.widths, batch.texts)
         loss = ctc_loss(train_model, batch, charset, device, amp)
         optimizer.zero_grad(set_to_none=True)
         if scaler:
