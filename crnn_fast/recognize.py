@@ -250,8 +250,6 @@ class Recognizer:
         fine: memory is bounded by window_batches x batch_size images)."""
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size")
-        if beam is not None:
-            check_beam_width(beam, "beam")
         decoder = self.decoder(beam, lexicon, greedy)
         window = (batch_size or self.batch_size) * self.window_batches
         loaded = self._load_all(images, lookahead=window + (batch_size or self.batch_size))
@@ -452,6 +450,8 @@ class Recognizer:
         options before reading any image."""
         if not isinstance(greedy, bool):
             raise TypeError(f"greedy must be a bool, got {type(greedy).__name__}")
+        if beam is not None:
+            check_beam_width(beam, "beam")
         if greedy:
             if beam is not None or lexicon is not None:
                 raise ValueError("greedy=True decodes the best path: it takes no beam or lexicon")

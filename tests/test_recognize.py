@@ -482,6 +482,11 @@ def test_the_sidecars_decoding_is_the_default(tiny_weights, tmp_path):
     assert rec.decoder(None, None, greedy=True) is None
     with pytest.raises(ValueError, match="greedy"):
         rec.decoder(8, None, greedy=True)
+    for bad in (0, -3, 4097):  # 0 is not "the default": decoder() checks beam as recognize() does
+        with pytest.raises(ValueError, match="beam"):
+            rec.decoder(bad, None)
+    with pytest.raises(TypeError, match="beam"):
+        rec.decoder("8", None)
     # Without the LM: greedy, as for a sidecar without a decoding section.
     plain = Recognizer.from_pretrained(_with_decoding(tiny_weights, tmp_path), device="cpu", lm=False)
     assert plain.decoder(None, None) is None

@@ -142,33 +142,23 @@ def encode_lexicon(words, ids: dict[str, int], *, separator: str | None = None,
     return out
 
 
-_WORD_END = -1  # a key no token id takes (they are >= 0)
-
-
 def compile_trie(words: Iterable[tuple[int, ...]] | LexiconTrie) -> TrieTensors:
     """The flat trie of token-id words (breadth-first node order, children by ascending token)."""
-    # LexiconTrie checks the words (non-empty, token ids >= 0) and removes duplicates.
-    unique = words.words if isinstance(words, LexiconTrie) else LexiconTrie(words).words
-    root: dict = {}
-    for word in unique:
-        node = root
-        for tok in word:
-            node = node.setdefault(tok, {})
-        node[_WORD_END] = True
-    nodes = [root]
+    if not isinstance(words, LexiconTrie):
+        words = LexiconTrie(words)  # checks the words (non-empty, token ids >= 0), merges duplicates
+    nodes = [words._root]
     offsets = [0]
     labels: list[int] = []
     children: list[int] = []
     i = 0
     while i < len(nodes):  # breadth-first
         node = nodes[i]
-        for tok in sorted(k for k in node if k != _WORD_END):
+        for tok in sorted(node.children):
             labels.append(tok)
             children.append(len(nodes))
-            nodes.append(node[tok])
+            nodes.append(node.children[tok])
         offsets.append(len(labels))
         i += 1
-    is_word = [_WORD_END in n for n in nodes]
     return TrieTensors(torch.tensor(offsets, dtype=torch.int64), torch.tensor(labels, dtype=torch.int64),
                        torch.tensor(children, dtype=torch.int64),
-                       torch.tensor(is_word, dtype=torch.bool))
+                       torch.tensor([n.is_word for n in nodes], dtype=torch.bool))
