@@ -7,7 +7,9 @@ are left out unless named.
         [--steps 12] [--threads 1 2] [--max-line-chars 100] [--settings fp32,bf16,...]
 
 Rendering is not timed (it runs in data workers during training); every setting steps through the same
-batches. Writes benchmarks/results/bench_train_cpu-<device>-<date>.json.
+batches, each of them equally often. images/s is the images of the timed steps over their total time: a wide
+batch of long lines takes 20x the time of a batch of short words, so the median step would overstate what
+training gets. Writes benchmarks/results/bench_train_cpu-<device>-<date>.json.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="shipped model name or .safetensors path")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=6, help="distinct pre-rendered batches")
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per setting (after 3 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=12,
+                        help="timed steps per setting (after 3 warm-up steps); a multiple of --batches")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--max-line-chars", type=int, default=100)
     parser.add_argument("--settings", default=None,
@@ -57,6 +60,9 @@ def main() -> None:
     parser.add_argument("--note", default="", help="recorded in the JSON (e.g. what else the machine was running)")
     args = parser.parse_args()
 
+    if args.steps <= 0 or args.batches <= 0 or args.steps % args.batches:
+        parser.error(f"--steps ({args.steps}) must be a positive multiple of --batches ({args.batches}), so that "
+                     "every batch is timed equally often")
     fast_bf16 = cpu_has_fast_bf16()
     settings = args.settings.split(",") if args.settings else [
         name for name, opts in SETTINGS.items() if fast_bf16 or not opts["amp"]]
@@ -78,7 +84,7 @@ def main() -> None:
     rows = []
     out = results_path("bench_train_cpu", device_name())
     print(f"{len(batches)} batches of {args.batch_size}, mean padded width {mean_width:.0f} px")
-    print(f"{'setting':22s} {'threads':>7s} {'images/s':>9s} {'ms/step':>8s}")
+    print(f"{'setting':22s} {'threads':>7s} {'images/s':>9s} {'median ms/step':>14s}")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name in settings:
@@ -97,11 +103,11 @@ def main() -> None:
                 train_step(step_model, optimizer, batches[i % len(batches)], charset, opts)
                 times.append(time.perf_counter() - start)
             ms = statistics.median(times) * 1e3
-            ips = args.batch_size / (ms / 1e3)
+            ips = args.batch_size * len(times) / sum(times)
             rows.append({"impl": name, "threads": threads, "B": args.batch_size, "mean_width": round(mean_width),
                          "max_line_chars": args.max_line_chars, "median_ms": ms, "images_per_s": ips,
-                         "cpu_capability": capability, "fast_bf16": fast_bf16})
-            print(f"{name:22s} {threads:7d} {ips:9.1f} {ms:8.1f}", flush=True)
+                         "images_per_s_of": "total time", "cpu_capability": capability, "fast_bf16": fast_bf16})
+            print(f"{name:22s} {threads:7d} {ips:9.1f} {ms:14.1f}", flush=True)
             write_results(out, "train_cpu", rows, note=args.note)
     print(f"wrote {out}")
 
