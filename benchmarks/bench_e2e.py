@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device_name, results_path, write_results  # noqa: E402
 
 from crnn_fast.data.datasets import open_dataset, prepare_image  # noqa: E402
-from crnn_fast.data.synth import pad_batch  # noqa: E402
+from crnn_fast.formats.image_batch import pad_batch  # noqa: E402
 from crnn_fast.recognize import Recognizer  # noqa: E402
 
 HELDOUT = Path(__file__).resolve().parent / "heldout"

@@ -23,7 +23,8 @@ import time
 import torch
 from common import device_name, results_path, write_results  # benchmarks/common.py
 
-from crnn_fast.data.synth import Batch, RenderConfig, SynthGenerator, pad_batch
+from crnn_fast.data.synth import RenderConfig, SynthGenerator
+from crnn_fast.formats.image_batch import Batch, pad_batch
 from crnn_fast.models.pretrained import load_pretrained
 from crnn_fast.train import cpu_has_fast_bf16, ctc_loss
 

@@ -38,7 +38,7 @@ from PIL import Image
 from ._checks import check_positive_int, resolve_device
 from .data.charset import Charset
 from .data.datasets import MAX_WIDTH, ImageError, load_line, prepare_image
-from .data.synth import pad_batch
+from .formats.image_batch import pad_batch
 from .models.crnn import CRNN
 from .models.onnx import OnnxCRNN, is_onnx_path
 from .reference.ctc import check_beam_width

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ._checks import resolve_device
 from .data.charset import Charset
-from .data.synth import Batch, RenderConfig, SynthDataset, SynthGenerator, pad_batch, widen_batch
+from .data.synth import RenderConfig, SynthDataset, SynthGenerator
 from .distributed import (
     DistributedContext,
     convert_batchnorm,
@@ -48,6 +48,7 @@ from .distributed import (
     wrap_model,
 )
 from .evaluate import compute_metrics
+from .formats.image_batch import Batch, pad_batch, widen_batch
 from .models.crnn import CRNN, CRNN_CONFIGS, CRNNConfig
 from .models.pretrained import save_pretrained
 

@@ -26,8 +26,9 @@ import torch
 from rapidfuzz.distance import Levenshtein
 
 from crnn_fast.data import corpus
-from crnn_fast.data.synth import TEXT_KINDS, RenderConfig, SynthGenerator, pad_batch
+from crnn_fast.data.synth import TEXT_KINDS, RenderConfig, SynthGenerator
 from crnn_fast.decoding import CharNgramLM, CTCDecoder
+from crnn_fast.formats.image_batch import pad_batch
 from crnn_fast.models.pretrained import load_pretrained
 from crnn_fast.ops import ctc_greedy
 

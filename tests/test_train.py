@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crnn_fast.data import Charset, synth
-from crnn_fast.data.synth import pad_batch
+from crnn_fast.formats.image_batch import pad_batch
 from crnn_fast.models.crnn import CRNN, CRNNConfig
 from crnn_fast.train import CheckpointError, TrainConfig, ctc_loss, export, load_checkpoint, train
 

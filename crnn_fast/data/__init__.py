@@ -12,7 +12,8 @@ from .charset import Charset
 
 _LAZY = {
     "SynthGenerator": "synth", "SynthDataset": "synth", "TextSampler": "synth", "RenderConfig": "synth",
-    "render_text": "synth", "render_heldout": "synth", "pad_batch": "synth", "Batch": "synth",
+    "render_text": "synth", "render_heldout": "synth",
+    "pad_batch": "..formats.image_batch", "Batch": "..formats.image_batch",
     "FolderDataset": "datasets", "LmdbDataset": "datasets", "open_dataset": "datasets",
     "prepare_image": "datasets", "write_folder": "datasets", "write_lmdb": "datasets", "ImageError": "datasets",
 }
@@ -22,5 +23,6 @@ __all__ = ["Charset", *_LAZY]
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module = _LAZY[name]
+        return getattr(importlib.import_module(module if module.startswith(".") else f".{module}", __name__), name)
     raise AttributeError(f"module 'crnn_fast.data' has no attribute {name!r}")

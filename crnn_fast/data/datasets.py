@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .synth import HEIGHT, Batch, pad_batch
+from ..formats.image_batch import HEIGHT, Batch, pad_batch
 
 LABELS_FILE = "labels.tsv"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pbm", ".pgm", ".ppm")

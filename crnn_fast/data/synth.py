@@ -21,12 +21,13 @@ import math
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from ..formats.image_batch import HEIGHT, pad_batch
 from .charset import Charset
 from .corpus import CorpusLines, load_corpus, stable_hash
 from .fonts import (  # noqa: F401  (re-exported: the data engine's one namespace)
@@ -38,7 +39,6 @@ from .fonts import (  # noqa: F401  (re-exported: the data engine's one namespac
     fonts_for_split,
 )
 
-HEIGHT = 32
 WORDS_FILE = "/usr/share/dict/words"
 # Words with stable_hash(word.lower()) % HELDOUT_WORD_MOD == 0 belong to the test split only.
 HELDOUT_WORD_MOD = 10
@@ -717,52 +717,6 @@ class SynthGenerator:
         font = self.pick_font(rng)
         image, label = render_text(text, font, rng, self.render_config, degraded=degraded)
         return ensure_ctc_width(image, label), label
-
-
-def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1]: the model's input normalisation."""
-    return images_uint8.float().div_(127.5).sub_(1.0)
-
-
-@dataclass
-class Batch:
-    """images (B, 1, 32, W) float32 in [-1, 1]; widths (B,) real widths before padding; texts B labels."""
-
-    images: torch.Tensor
-    widths: torch.Tensor
-    texts: list[str] = field(default_factory=list)
-
-
-def pad_batch(arrays: Sequence[np.ndarray], texts: Sequence[str] = (), min_width: int = 8) -> Batch:
-    """Right-pad grayscale (32, W_i) uint8 images to the widest by repeating each image's last column
-    (the background continues, no hard edge), then normalise to [-1, 1]."""
-    if len(arrays) == 0:
-        raise ValueError("arrays must not be empty")
-    width = max(min_width, max(a.shape[1] for a in arrays))
-    out = np.empty((len(arrays), 1, HEIGHT, width), dtype=np.uint8)
-    for i, a in enumerate(arrays):
-        if a.ndim != 2 or a.shape[0] != HEIGHT:
-            raise ValueError(f"arrays[{i}] must be ({HEIGHT}, W) uint8, got shape {a.shape}")
-        out[i, 0, :, : a.shape[1]] = a
-        if a.shape[1] < width:
-            out[i, 0, :, a.shape[1]:] = a[:, -1:]
-    widths = torch.tensor([a.shape[1] for a in arrays], dtype=torch.int64)
-    return Batch(normalize(torch.from_numpy(out)), widths, list(texts))
-
-
-def widen_batch(batch: Batch, width: int) -> Batch:
-    """`batch` right-padded to `width` as pad_batch pads (each image's last column repeated): the images that
-    pad_batch(arrays, texts, min_width=width) makes. Data-parallel training pads every process's shard to
-    the width of the whole global batch with it."""
-    current = batch.images.shape[-1]
-    if width < current:
-        raise ValueError(f"width must be at least the batch's width {current}, got {width}")
-    if width == current:
-        return batch
-    # After pad_batch an image's last column is its own last column (or a copy of it), so repeating the
-    # batch's last column continues every image exactly as a wider pad_batch would.
-    extra = batch.images[..., -1:].expand(-1, -1, -1, width - current)
-    return Batch(torch.cat([batch.images, extra], dim=-1), batch.widths, batch.texts)
 
 
 class SynthDataset(torch.utils.data.IterableDataset):

@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 from .._checks import FLOAT_DTYPES, check_tensor, is_positive_int
+from ..formats.image_batch import HEIGHT as INPUT_HEIGHT
 from ..nn import LSTM
 from ..nn import lstm as _lstm_module
-
-INPUT_HEIGHT = 32
 
 # The paper's CNN layout, shared by every variant; variants differ only in widths (CRNNConfig).
 # Conv i has kernel _KERNELS[i], padding _PADDINGS[i] and stride 1.

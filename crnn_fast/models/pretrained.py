@@ -17,15 +17,12 @@ from pathlib import Path
 import torch
 
 from ..data.charset import Charset
+from ..formats.image_batch import INPUT_SPEC  # recorded in the sidecar so other tools can preprocess identically
 from .crnn import CRNN, CRNN_CONFIGS, CRNNConfig, check_lstm_backend_arg
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "crnn_small_ascii"
 _FORMAT, _VERSION = "crnn_fast.model", 1
-# What the model expects; recorded in the sidecar so other tools can preprocess identically.
-INPUT_SPEC = {"height": 32, "channels": 1, "color": "grayscale (PIL 'L')", "normalization": "x / 127.5 - 1",
-              "resize": "height to 32 keeping the aspect ratio (bilinear)",
-              "padding": "right, repeating the last column"}
 
 
 class WeightsError(ValueError):

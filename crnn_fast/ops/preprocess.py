@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from .._ext import GPU_VALIDATED
-from ..reference.preprocess import HEIGHT, check_packed, resize_normalize_pad_ref
+from ..formats.image_batch import HEIGHT
+from ..reference.preprocess import check_packed, resize_normalize_pad_ref
 
 PREPROCESS_BACKENDS = ("auto", "triton", "ref")
 OP_NAME = "resize_normalize_pad"

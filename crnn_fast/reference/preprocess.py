@@ -5,7 +5,7 @@ Input is a batch of grayscale images packed into one flat uint8 buffer (one uplo
     meta  (B, 4) int64     per image: offset into data, height h, width w, output width out_w
 Output (B, 1, height, pad_width) float32: each image resized to (height, out_w) with antialiased bilinear
 filtering (the same filter as PIL's BILINEAR resize, which training uses), normalised to [-1, 1] like
-crnn_fast.data.synth.normalize, and right-padded to pad_width by repeating its last column (as pad_batch).
+crnn_fast.formats.image_batch.normalize, and right-padded to pad_width by repeating its last column (as pad_batch).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-HEIGHT = 32
+from ..formats.image_batch import HEIGHT, normalize
 
 
 def check_packed(data: torch.Tensor, meta: torch.Tensor, pad_width: int, height: int = HEIGHT,
@@ -53,4 +53,4 @@ def resize_normalize_pad_ref(data: torch.Tensor, meta: torch.Tensor, pad_width: 
             src = F.interpolate(src, size=(height, out_w), mode="bilinear", antialias=True, align_corners=False)
         out[b, :, :, :out_w] = src[0]
         out[b, :, :, out_w:] = src[0, :, :, -1:]
-    return out.div_(127.5).sub_(1.0)
+    return normalize(out)

@@ -8,7 +8,6 @@ from crnn_fast.data import Charset, synth
 from crnn_fast.data import fonts as fonts_module
 from crnn_fast.data.synth import (
     AUGMENTATIONS,
-    HEIGHT,
     HELDOUT_FONT_DIRS,
     HELDOUT_SUBSETS,
     RenderConfig,
@@ -17,9 +16,8 @@ from crnn_fast.data.synth import (
     TextSampler,
     is_heldout_word,
     min_frames,
-    pad_batch,
-    widen_batch,
 )
+from crnn_fast.formats.image_batch import HEIGHT, pad_batch, widen_batch
 
 CHARSET = Charset.printable_ascii()
 
