@@ -1,9 +1,11 @@
-"""Loads the compiled extension crnn_fast._C, if it was built, and says clearly when it was not."""
+"""Loads the compiled extension crnn_fast._C (if it was built), and chooses every op's backend: resolve() is the
+one place that decides what backend="auto" means and the only reader of the GPU validation gate (GPU_VALIDATED)."""
 
 from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -21,11 +23,16 @@ BUILD_HINT = (
 )
 
 
+class BackendUnavailableError(RuntimeError):
+    """A backend named explicitly cannot run here because something is not installed or not built; the message
+    says what to install or rebuild."""
+
+
 def require_extension(op: str) -> None:
-    """Raise a RuntimeError that says how to build the extension when the compiled op `op` is missing."""
+    """Raise BackendUnavailableError, saying how to build the extension, when the compiled op `op` is missing."""
     if not HAS_EXTENSION:
-        raise RuntimeError(f"crnn_fast.{op} needs the compiled extension crnn_fast._C, which failed to load "
-                           f"({EXTENSION_ERROR}); {BUILD_HINT}")
+        raise BackendUnavailableError(f"crnn_fast.{op} needs the compiled extension crnn_fast._C, which failed to "
+                                      f"load ({EXTENSION_ERROR}); {BUILD_HINT}")
 
 
 def has_kernel(op: str, device_type: str) -> bool:
@@ -36,15 +43,43 @@ def has_kernel(op: str, device_type: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"crnn_fast::{op}", key)
 
 
-# CUDA kernels that have run and passed their `pytest -m cuda` tests on a GPU. backend="auto" uses a compiled CUDA
-# kernel only when it is listed here (an unvalidated kernel must not become the default; it stays opt-in with
-# backend="cuda"); otherwise auto decodes CUDA tensors with the CPU kernel after one copy to the host.
-GPU_VALIDATED: frozenset[str] = frozenset()
+# The validation gate. Per op, its GPU implementations that have run and passed their `pytest -m cuda` tests on a
+# GPU, in the order backend="auto" prefers them, e.g. {"ctc_greedy": ("cuda",), "lstm": ("triton", "cuda"),
+# "resize_normalize_pad": ("triton",)}. "auto" never picks an implementation that is not listed (an unvalidated
+# kernel must not become the default; it stays opt-in by name). Empty: no GPU has run this code's kernels yet.
+GPU_VALIDATED: dict[str, tuple[str, ...]] = {}
+
+Check = Callable[[str], "Exception | None"]
+
+
+def resolve(op: str, backend: str, device: torch.device, *, backends: Sequence[str], check: Check,
+            fallback: str | Callable[[], str]) -> str:
+    """The implementation of `op` that runs for tensors on `device`, from the backend the caller asked for.
+
+    backends: the names `op` accepts, "auto" among them (anything else is a ValueError naming them).
+    check(name): None when implementation `name` can run this input, else the exception that says why not
+        (BackendUnavailableError when something is not installed or built, ValueError for the input).
+    "auto" on a CUDA device: the first of op's validated GPU implementations (GPU_VALIDATED) that `backends`
+    holds and that can run the input; otherwise, and on every other device, `fallback` (a name, or a function
+    returning one). A name is checked and returned, or its check's exception raised.
+    """
+    if backend not in backends:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, backends))}, got {backend!r}")
+    if backend == "auto":
+        if device.type == "cuda":
+            for name in GPU_VALIDATED.get(op, ()):
+                if name in backends and check(name) is None:
+                    return name
+        return fallback() if callable(fallback) else fallback
+    error = check(backend)
+    if error is not None:
+        raise error
+    return backend
 
 
 def auto_kernel(op: str, device_type: str) -> bool:
     """Whether backend="auto" runs the compiled kernel of crnn_fast::<op> for tensors on `device_type`."""
-    return has_kernel(op, device_type) and (device_type == "cpu" or op in GPU_VALIDATED)
+    return has_kernel(op, device_type) and (device_type == "cpu" or "cuda" in GPU_VALIDATED.get(op, ()))
 
 
 DECODING_BACKENDS = ("auto", "cpu", "cuda", "ref")
@@ -58,24 +93,27 @@ def resolve_decoding_backend(op: str, backend: str, device: torch.device) -> str
     (the caller copies CUDA tensors to the host), else the reference with a one-time warning. "cpu" runs the CPU
     kernel whatever the device (with a copy); "cuda" needs CUDA tensors. A missing kernel raises, saying how to
     build it."""
-    if backend not in DECODING_BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, DECODING_BACKENDS))}, got {backend!r}")
-    if backend == "ref":
-        return backend
-    if backend == "auto":
-        if auto_kernel(op, device.type):
-            return device.type
+
+    def check(name: str) -> Exception | None:
+        if name == "ref":
+            return None
+        if name == "cuda" and device.type != "cuda":
+            return ValueError(f"backend='cuda' needs log_probs on a CUDA device, got {device}")
+        if not HAS_EXTENSION:
+            return BackendUnavailableError(f"crnn_fast.{op} needs the compiled extension crnn_fast._C, which failed "
+                                           f"to load ({EXTENSION_ERROR}); {BUILD_HINT}")
+        if not has_kernel(op, name):
+            return BackendUnavailableError(f"crnn_fast._C was built without {name.upper()} kernels; rebuild it with "
+                                           "a CUDA build of torch and nvcc on PATH (CRNN_FAST_BUILD_CUDA=1)")
+        return None
+
+    def fallback() -> str:
         if has_kernel(op, "cpu"):
             return "cpu"
         if op not in _warned_reference:
             warnings.warn(f"crnn_fast._C is not built, so crnn_fast.{op} runs the slow eager reference; {BUILD_HINT}",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=5)
             _warned_reference.add(op)
         return "ref"
-    if backend == "cuda" and device.type != "cuda":
-        raise ValueError(f"backend='cuda' needs log_probs on a CUDA device, got {device}")
-    require_extension(op)
-    if not has_kernel(op, backend):
-        raise RuntimeError(f"crnn_fast._C was built without {backend.upper()} kernels; rebuild it with a CUDA build "
-                           f"of torch and nvcc on PATH (CRNN_FAST_BUILD_CUDA=1)")
-    return backend
+
+    return resolve(op, backend, device, backends=DECODING_BACKENDS, check=check, fallback=fallback)

@@ -57,6 +57,14 @@ GRAPH_WIDTH_STEP = 64  # with cuda_graphs, batches are padded to a multiple of t
 WIDTH_BUCKET_STEPS = 4
 
 
+def text_confidence(char_logprobs: list[float], empty_logprob: float, frames: int) -> float:
+    """RecognitionResult.confidence: the geometric mean of the per-character probabilities (char_logprobs, their
+    logs); for an empty text the per-frame probability exp(empty_logprob / frames) of its all-blank path."""
+    if char_logprobs:
+        return float(min(1.0, math.exp(sum(char_logprobs) / len(char_logprobs))))
+    return float(min(1.0, math.exp(empty_logprob / max(1, frames))))
+
+
 def bucket_width(width: int) -> int:
     """The smallest bucket width >= `width`: m * 2**k with m in [WIDTH_BUCKET_STEPS, 2 * WIDTH_BUCKET_STEPS)."""
     k = max(0, (width - 1).bit_length() - WIDTH_BUCKET_STEPS.bit_length())
@@ -422,8 +430,7 @@ class Recognizer:
         for b, n in enumerate(counts):
             text = self.charset.decode(ids[b][:n])
             confs = [math.exp(v) for v in logps[b][:n]]
-            conf = math.exp(sum(logps[b][:n]) / n) if n else math.exp(path[b] / max(1, frames[b]))
-            results.append(RecognitionResult(text, float(conf), confs))
+            results.append(RecognitionResult(text, text_confidence(logps[b][:n], path[b], frames[b]), confs))
         return results
 
     def _beam_results(self, decoder, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[RecognitionResult]:
@@ -436,12 +443,10 @@ class Recognizer:
                 continue
             text = getattr(best, "text", "")
             confs = [float(c) for c in (getattr(best, "confidences", None) or [])]
-            if confs:
-                conf = math.exp(sum(math.log(max(c, 1e-12)) for c in confs) / len(confs))
-            else:
-                score = float(getattr(best, "score", 0.0))
-                conf = math.exp(score / max(1, len(text) or int(lengths[b])))
-            results.append(RecognitionResult(text, float(min(1.0, conf)), confs))
+            char_logps = [math.log(max(c, 1e-12)) for c in confs]
+            empty_frames = len(text) or int(lengths[b])  # a text without confidences: per character instead
+            results.append(RecognitionResult(text, text_confidence(char_logps, float(getattr(best, "score", 0.0)),
+                                                                   empty_frames), confs))
         return results
 
     def decoder(self, beam: int | None = None, lexicon=None, greedy: bool = False):

@@ -10,17 +10,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .._checks import IMPOSSIBLE_FRAME_MESSAGE, NON_FINITE_MESSAGE, check_lengths, check_log_probs, kernel_input_error
+from .._checks import IMPOSSIBLE_FRAME_MESSAGE, NON_FINITE_MESSAGE, check_lengths, check_log_probs
 from ..formats.lexicon import LexiconTrie, encode_lexicon
 from ..formats.lm import BoundLM, CharNgramLM
-from ..ops.ctc_beam_search import (
-    CTC_BEAM_SEARCH_BACKENDS,
-    MAX_CUDA_BEAM_WIDTH,
-    check_log_probs_shape,
-    ctc_beam_search,
-    resolve_greedy_backend,
-)
-from ..reference.ctc import check_beam_search_options, ctc_greedy_ref
+from ..ops.ctc_beam_search import CTC_BEAM_SEARCH_BACKENDS, MAX_CUDA_BEAM_WIDTH, check_log_probs_shape, ctc_beam_search
+from ..ops.ctc_greedy import resolve_greedy_backend, run_ctc_greedy
+from ..reference.ctc import check_beam_search_options
 
 LEXICON_MODES = ("trie", "nearest")
 
@@ -214,24 +209,15 @@ class CTCDecoder:
         return results
 
     def _decode_greedy(self, log_probs, lengths):
-        chosen = resolve_greedy_backend(self.backend, log_probs.device)
-        if chosen == "ref":
+        kernel = resolve_greedy_backend(self.backend, log_probs.device)
+        if kernel == "ref":
             check_log_probs(log_probs)
-            out = ctc_greedy_ref(log_probs, lengths, self.blank)
-        else:
-            # The kernel checks for NaN/+inf as it reads: skip crnn_fast.ctc_greedy's separate scan.
-            device = torch.device("cpu") if chosen == "cpu" else log_probs.device
-            try:
-                out = torch.ops.crnn_fast.ctc_greedy(log_probs.to(device), lengths.to(device), self.blank)
-            except RuntimeError as exc:
-                error = kernel_input_error(exc)
-                if error is not None:
-                    raise error from None
-                raise
-        tokens, counts, frames = out[0].cpu(), out[1].cpu(), out[2].cpu()
+        # A kernel checks the values as it reads them: crnn_fast.ctc_greedy's separate scan is skipped.
+        out = run_ctc_greedy(log_probs, lengths, self.blank, kernel)
+        tokens, counts, frames = out.tokens.cpu(), out.token_lengths.cpu(), out.token_frames.cpu()
         # The best path is the best alignment of its text: its runs give the confidences (peak over each run).
-        conf = torch.where(tokens >= 0, out[3].cpu().double().exp(), 0.0).float()
-        path = out[4].cpu().double()
+        conf = torch.where(tokens >= 0, out.token_logprobs.cpu().double().exp(), 0.0).float()
+        path = out.path_logprob.cpu().double()
         zeros = torch.zeros_like(path)
         return self._from_tensors(tokens.unsqueeze(1), counts.unsqueeze(1), frames.unsqueeze(1), conf.unsqueeze(1),
                                   path.unsqueeze(1), path.unsqueeze(1), zeros.unsqueeze(1))

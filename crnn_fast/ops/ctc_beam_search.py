@@ -92,11 +92,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return resolve_decoding_backend("ctc_beam_search", backend, device)
 
 
-def resolve_greedy_backend(backend: str, device: torch.device) -> str:
-    """The same choice for crnn_fast::ctc_greedy (the decoder's beam_width=1 path)."""
-    return resolve_decoding_backend("ctc_greedy", backend, device)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # public function
 # ---------------------------------------------------------------------------------------------------------

@@ -37,18 +37,29 @@ def ctc_greedy(log_probs: torch.Tensor, lengths=None, blank: int = 0, backend: s
     B, T, C = log_probs.shape
     lengths = check_lengths(lengths, B, T, device=log_probs.device)
     blank = check_blank(blank, C)
-    chosen = resolve_decoding_backend("ctc_greedy", backend, log_probs.device)
-    if chosen == "ref":
+    out = run_ctc_greedy(log_probs, lengths, blank, resolve_greedy_backend(backend, log_probs.device))
+    return GreedyOutput(*(t.to(log_probs.device) for t in out))
+
+
+def resolve_greedy_backend(backend: str, device: torch.device) -> str:
+    """The kernel that runs crnn_fast::ctc_greedy: "cpu", "cuda" or "ref" (resolve_decoding_backend's rule)."""
+    return resolve_decoding_backend("ctc_greedy", backend, device)
+
+
+def run_ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int, kernel: str) -> GreedyOutput:
+    """Best-path decoding of checked arguments on `kernel` (resolve_greedy_backend's choice): the eager reference,
+    or a compiled kernel, which rejects NaN, +inf and impossible frames in the valid frames as it reads them
+    (ValueError). Returns the GreedyOutput on the device it was computed on (the host for the CPU kernel)."""
+    if kernel == "ref":
         return ctc_greedy_ref(log_probs, lengths, blank)
-    device = torch.device("cpu") if chosen != log_probs.device.type else log_probs.device  # CPU kernel: on the host
+    device = torch.device("cpu") if kernel != log_probs.device.type else log_probs.device  # CPU kernel: on the host
     try:
-        out = torch.ops.crnn_fast.ctc_greedy(log_probs.to(device), lengths.to(device), blank)
+        return GreedyOutput(*torch.ops.crnn_fast.ctc_greedy(log_probs.to(device), lengths.to(device), blank))
     except RuntimeError as exc:
         error = kernel_input_error(exc)
         if error is not None:
             raise error from None
         raise
-    return GreedyOutput(*(t.to(log_probs.device) for t in out))
 
 
 def ctc_greedy_torch(log_probs: torch.Tensor, lengths=None, blank: int = 0) -> GreedyOutput:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import FLOAT_DTYPES, check_lengths, check_tensor
+from .._ext import BackendUnavailableError, resolve
 from ..reference.lstm import lstm_ref
 
 # ---------------------------------------------------------------------------------------------------------
@@ -28,16 +29,13 @@ from ..reference.lstm import lstm_ref
 
 # Where the recurrence runs (see resolve_lstm_backend).
 LSTM_BACKENDS = {
-    "auto": "torch.nn.LSTM's implementation until the fused kernels have been validated on a GPU (see AUTO_PREFERS)",
+    "auto": "on CUDA the first fused kernel validated on a GPU that can run the input (crnn_fast._ext.GPU_VALIDATED, "
+            "none yet), else torch.nn.LSTM's implementation",
     "torch": "torch.nn.LSTM's own implementation (cuDNN on CUDA)",
     "triton": "fused Triton recurrence, forward and backward (crnn_fast/triton/lstm.py)",
     "cuda": "persistent CUDA C++ recurrence, inference only, float16/bfloat16, H <= 256 (csrc/cuda/lstm_recurrence*)",
     "ref": "eager reference, one step at a time (crnn_fast.reference.lstm_ref)",
 }
-
-# The fused backends "auto" may pick on CUDA tensors, in order of preference. Empty until the kernels have run
-# and been benchmarked on a GPU: an unvalidated kernel must not become the default (they are opt-in by name).
-AUTO_PREFERS: tuple[str, ...] = ()
 
 # The Triton kernels are imported, and their ops registered, on first use (triton_lstm_module): importing
 # triton and registering a triton_op pull in torch._inductor, about a second that `import crnn_fast` need not pay.
@@ -64,56 +62,57 @@ def triton_lstm_module():
     return _triton_lstm if HAS_TRITON else None
 
 
+FUNCTIONAL_BACKENDS = ("auto", "triton", "ref")  # what crnn_fast.ops.lstm.lstm runs
+
+
 def check_lstm_backend(backend: str) -> str:
     if backend not in LSTM_BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, LSTM_BACKENDS))}, got {backend!r}")
     return backend
 
 
-def triton_supports(input: torch.Tensor, hidden_size: int) -> bool:
-    """Whether the Triton kernels can run this input: triton importable, CUDA tensors (or CPU tensors under
-    TRITON_INTERPRET=1), a float dtype and a hidden size whose W_hh slice fits on chip."""
-    if not HAS_TRITON or input.dtype not in FLOAT_DTYPES:
-        return False
-    if not (input.is_cuda or (TRITON_INTERPRET and input.device.type == "cpu")):
-        return False
-    module = triton_lstm_module()
-    return module is not None and hidden_size <= module.max_hidden_size(input.dtype)
-
-
-def _require_triton(input: torch.Tensor, hidden_size: int) -> None:
+def _triton_unavailable(input: torch.Tensor, hidden_size: int) -> Exception | None:
+    """None when the Triton kernels can run this input, else the error that says why not."""
     module = triton_lstm_module() if HAS_TRITON else None
     if module is None:
-        raise RuntimeError(f"backend='triton' needs the triton package, which failed to import ({TRITON_ERROR}); "
-                           "install it with `pip install triton` (or `pip install crnn_fast[triton]`)")
+        return BackendUnavailableError(f"backend='triton' needs the triton package, which failed to import "
+                                       f"({TRITON_ERROR}); install it with `pip install triton` (or `pip install "
+                                       "crnn_fast[triton]`)")
     if not (input.is_cuda or (TRITON_INTERPRET and input.device.type == "cpu")):
-        raise ValueError(f"backend='triton' needs input on a CUDA device, got {input.device} (CPU tensors run "
-                         "only in the Triton interpreter: set TRITON_INTERPRET=1 before importing crnn_fast)")
+        return ValueError(f"backend='triton' needs input on a CUDA device, got {input.device} (CPU tensors run "
+                          "only in the Triton interpreter: set TRITON_INTERPRET=1 before importing crnn_fast)")
+    if input.dtype not in FLOAT_DTYPES:
+        return ValueError(f"backend='triton' needs a float input, got {input.dtype}")
     if hidden_size > module.max_hidden_size(input.dtype):
-        raise ValueError(f"backend='triton' supports hidden_size <= {module.max_hidden_size(input.dtype)} "
-                         f"in {input.dtype}, got {hidden_size}: use backend='torch'")
+        return ValueError(f"backend='triton' supports hidden_size <= {module.max_hidden_size(input.dtype)} "
+                          f"in {input.dtype}, got {hidden_size}: use backend='torch'")
+    return None
 
 
-def _cuda_supports(input: torch.Tensor, hidden_size: int) -> bool:
-    from .lstm_cuda import cuda_lstm_supported
+def _lstm_check(input: torch.Tensor, hidden_size: int | None):
+    """resolve()'s check of the LSTM implementations for this input (hidden_size None: no check)."""
 
-    return cuda_lstm_supported(input.dtype, hidden_size, input.device)
+    def check(name: str) -> Exception | None:
+        if hidden_size is None or name in ("torch", "ref"):
+            return None
+        if name == "triton":
+            return _triton_unavailable(input, hidden_size)
+        from .lstm_cuda import cuda_lstm_supported
+
+        if not torch.is_grad_enabled() and cuda_lstm_supported(input.dtype, hidden_size, input.device):
+            return None
+        return ValueError("backend='cuda' runs float16/bfloat16 inputs with hidden_size <= 256 and no gradient on a "
+                          "CUDA device of compute capability 8.0+")
+
+    return check
 
 
 def resolve_lstm_backend(backend: str, input: torch.Tensor, hidden_size: int | None = None) -> str:
     """The concrete backend that `backend` means for this input (raises when it cannot run it)."""
-    check_lstm_backend(backend)
-    if backend == "auto":
-        if hidden_size is not None and input.is_cuda:
-            for preferred in AUTO_PREFERS:
-                if preferred == "triton" and triton_supports(input, hidden_size):
-                    return "triton"
-                if preferred == "cuda" and not torch.is_grad_enabled() and _cuda_supports(input, hidden_size):
-                    return "cuda"
-        return "torch"
-    if backend == "triton" and hidden_size is not None:
-        _require_triton(input, hidden_size)
-    return backend
+    if backend == "cuda":  # checked where it runs (crnn_fast.ops.lstm_cuda), whose errors name the argument at fault
+        return backend
+    return resolve("lstm", backend, input.device, backends=tuple(LSTM_BACKENDS), check=_lstm_check(input, hidden_size),
+                   fallback="torch")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -239,16 +238,14 @@ def lstm(input: torch.Tensor, weights: Sequence[torch.Tensor], hx=None, *, num_l
     lengths: optional (B,) valid steps per sequence, PackedSequence semantics (steps past a sequence's
         length output zeros and keep the state).
     dropout: dropout probability on the outputs of every layer but the last, applied when training.
-    backend: "auto" (Triton when it can run the input, else the reference), "triton" or "ref"; for
-        torch.nn.LSTM's own implementation use crnn_fast.nn.LSTM(backend="torch").
+    backend: "auto" (on CUDA a fused kernel once validated on a GPU, crnn_fast._ext.GPU_VALIDATED; else the
+        reference), "triton" or "ref"; for torch.nn.LSTM's own implementation use crnn_fast.nn.LSTM(backend="torch").
     Under autocast the computation runs in the autocast dtype, as torch.nn.LSTM does.
     Returns output (T, B, D*H) (or batch-first) and (h_n, c_n), each (L*D, B, H).
     """
-    if backend not in ("auto", "triton", "ref"):
-        if backend == "torch":
-            raise ValueError("crnn_fast.ops.lstm runs backend 'auto', 'triton' or 'ref'; for torch.nn.LSTM's own "
-                             "implementation use crnn_fast.nn.LSTM(backend='torch')")
-        check_lstm_backend(backend)
+    if backend == "torch":
+        raise ValueError("crnn_fast.ops.lstm runs backend 'auto', 'triton' or 'ref'; for torch.nn.LSTM's own "
+                         "implementation use crnn_fast.nn.LSTM(backend='torch')")
     D = 2 if bidirectional else 1
     if isinstance(input, torch.Tensor) and torch.is_autocast_enabled(input.device.type):
         dtype = torch.get_autocast_dtype(input.device.type)
@@ -264,10 +261,7 @@ def lstm(input: torch.Tensor, weights: Sequence[torch.Tensor], hx=None, *, num_l
     if B == 0 or T == 0:
         raise ValueError(f"input must hold at least one sequence and one step, got shape {tuple(x.shape)}")
     lengths = check_lengths(lengths, B, T, device=x.device)
-    if backend == "auto":
-        backend = "triton" if triton_supports(x, H) else "ref"
-    elif backend == "triton":
-        _require_triton(x, H)
+    backend = resolve("lstm", backend, x.device, backends=FUNCTIONAL_BACKENDS, check=_lstm_check(x, H), fallback="ref")
     p = dropout if training else 0.0
     per = 4 if has_biases else 2
     if backend == "ref" and not (p and num_layers > 1):

@@ -7,8 +7,8 @@ then resize to height 32, normalise and pad on the device in one step.
 
 Backends: "triton" (crnn_fast/triton/preprocess.py: one launch per batch; CUDA tensors, or CPU tensors under
 TRITON_INTERPRET=1), "ref" (crnn_fast/reference/preprocess.py: one F.interpolate per image, any device).
-"auto" runs Triton on CUDA once the kernel has passed its GPU tests (listed in crnn_fast._ext.GPU_VALIDATED),
-the reference otherwise.
+"auto" runs Triton on CUDA once the kernel has passed its GPU tests (crnn_fast._ext.GPU_VALIDATED), the
+reference otherwise (crnn_fast._ext.resolve).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._ext import GPU_VALIDATED
+from .._ext import BackendUnavailableError, resolve
 from ..formats.image_batch import HEIGHT
 from ..reference.preprocess import check_packed, resize_normalize_pad_ref
 
@@ -88,15 +88,16 @@ def resize_normalize_pad(data: torch.Tensor, meta: torch.Tensor, pad_width: int,
     """(B, 1, height, pad_width) float32 model input from packed images; see the module docstring.
     meta is checked (every image inside data, out_w <= pad_width) before a kernel reads it; give meta_host, the
     host tensor meta was copied from, to check a device meta without waiting for the device."""
-    if backend not in PREPROCESS_BACKENDS:
-        raise ValueError(f"backend must be one of {PREPROCESS_BACKENDS}, got {backend!r}")
+    device = data.device if isinstance(data, torch.Tensor) else torch.device("cpu")
+
+    def check(name: str) -> Exception | None:
+        if name == "triton" and not triton_available(device):
+            return BackendUnavailableError("backend='triton' needs the triton package and CUDA tensors (or CPU "
+                                           "tensors with TRITON_INTERPRET=1 set before triton is imported)")
+        return None
+
+    backend = resolve(OP_NAME, backend, device, backends=PREPROCESS_BACKENDS, check=check, fallback="ref")
     check_packed(data, meta, pad_width, height, meta_host)
-    if backend == "auto":
-        use_triton = data.is_cuda and OP_NAME in GPU_VALIDATED and triton_available(data.device)
-        backend = "triton" if use_triton else "ref"
     if backend == "ref":
         return resize_normalize_pad_ref(data, meta, pad_width, height)
-    if not triton_available(data.device):
-        raise RuntimeError("backend='triton' needs the triton package and CUDA tensors (or CPU tensors with "
-                           "TRITON_INTERPRET=1 set before triton is imported)")
     return _triton_preprocess().resize_normalize_pad_triton(data, meta, pad_width, height)
