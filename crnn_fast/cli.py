@@ -58,7 +58,7 @@ def _error(message: str) -> int:
 
 def _beam_width(text: str) -> int:
     """--beam's type: an int in [1, MAX_BEAM_WIDTH], checked when the arguments are parsed."""
-    from .reference.ctc import check_beam_width
+    from ._beam_checks import check_beam_width
 
     try:
         return check_beam_width(int(text), "--beam")

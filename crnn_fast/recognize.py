@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ._beam_checks import check_beam_width
 from ._checks import check_positive_int, resolve_device
 from .data.charset import Charset
 from .data.datasets import MAX_WIDTH, ImageError, load_line, prepare_image
 from .formats.image_batch import pad_batch
 from .models.crnn import CRNN
 from .models.onnx import OnnxCRNN, is_onnx_path
-from .reference.ctc import check_beam_width
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 PREPROCESS = ("auto", "host", "device")

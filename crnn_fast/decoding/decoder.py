@@ -10,12 +10,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .._beam_checks import check_beam_search_options
 from .._checks import IMPOSSIBLE_FRAME_MESSAGE, NON_FINITE_MESSAGE, check_lengths, check_log_probs
 from ..formats.lexicon import LexiconTrie, encode_lexicon
 from ..formats.lm import BoundLM, CharNgramLM
 from ..ops.ctc_beam_search import CTC_BEAM_SEARCH_BACKENDS, MAX_CUDA_BEAM_WIDTH, check_log_probs_shape, ctc_beam_search
 from ..ops.ctc_greedy import resolve_greedy_backend, run_ctc_greedy
-from ..reference.ctc import check_beam_search_options
 
 LEXICON_MODES = ("trie", "nearest")
 
@@ -72,7 +72,7 @@ class CTCDecoder:
     backend: "auto" | "cpu" | "cuda" | "ref" (see crnn_fast.ops.ctc_beam_search.resolve_backend).
     Bounds, checked here (ValueError naming the option): beam_width in [1, 4096] (at most 256 with
     backend="cuda"), nbest in [1, 4096], lm_weight in [0, 1e4], insertion_bonus in [-1e4, 1e4]
-    (crnn_fast.reference.ctc MAX_BEAM_WIDTH, MAX_NBEST, MAX_LM_WEIGHT, MAX_INSERTION_BONUS); an LM's order at most
+    (crnn_fast._beam_checks MAX_BEAM_WIDTH, MAX_NBEST, MAX_LM_WEIGHT, MAX_INSERTION_BONUS); an LM's order at most
     32 and its log10 backoffs within [-1e4, 1e4] (crnn_fast.formats.lm).
 
     decode(log_probs, lengths) expects log-probabilities (log_softmax output), not logits: every valid frame must

@@ -40,7 +40,7 @@ _MISSING_UNK_LOG10 = -100.0
 _BOS_LOG10 = -99.0  # <s> is never predicted; ARPA writers give it this placeholder
 # Bounds checked when a model is made or read, and again by the compiled decoders (csrc/ctc_beam_search_checks.h):
 # the decoders keep order - 1 context words per prefix (csrc/cpu/ctc_beam_search.cpp kMaxLMOrder), and a bounded
-# backoff keeps every score finite (see crnn_fast.reference.ctc MAX_LM_WEIGHT).
+# backoff keeps every score finite (see crnn_fast._beam_checks MAX_LM_WEIGHT).
 MAX_LM_ORDER = 32
 MAX_ABS_LOG10_BACKOFF = 1e4
 _TENSORS_FORMAT = "crnn_fast.charlm"

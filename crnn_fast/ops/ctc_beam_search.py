@@ -14,16 +14,12 @@ from typing import NamedTuple
 
 import torch
 
+from .._beam_checks import check_beam_search_options, check_lexicon
 from .._checks import FLOAT_DTYPES, check_blank, check_lengths, check_log_probs, check_tensor, kernel_input_error
 from .._ext import DECODING_BACKENDS, HAS_EXTENSION, resolve_decoding_backend
 from ..formats.lexicon import LexiconTrie, TrieTensors, compile_trie
 from ..formats.lm import BoundLM
-from ..reference.ctc import (
-    check_beam_search_options,
-    check_lexicon,
-    ctc_alignment_ref,
-    ctc_beam_search_ref,
-)
+from ..reference.ctc import ctc_alignment_ref, ctc_beam_search_ref
 
 CTC_BEAM_SEARCH_BACKENDS = DECODING_BACKENDS
 # The CUDA kernel keeps a beam slot per thread (csrc/cuda/ctc_beam_search_kernels.h, kCtcBeamCudaMaxBeam).

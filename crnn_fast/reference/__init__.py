@@ -4,14 +4,13 @@ The fast CPU, CUDA and Triton kernels are tested for agreement with these.
 """
 
 from .ctc import (
-                  Alignment,
-                  GreedyOutput,
-                  Hypothesis,
-                  LexiconTrie,
-                  ctc_alignment_ref,
-                  ctc_beam_search_ref,
-                  ctc_greedy_ref,
-                  ctc_score_ref,
+    Alignment,
+    GreedyOutput,
+    Hypothesis,
+    ctc_alignment_ref,
+    ctc_beam_search_ref,
+    ctc_greedy_ref,
+    ctc_score_ref,
 )
 from .lstm import lstm_ref
 
@@ -19,7 +18,6 @@ __all__ = [
     "Alignment",
     "GreedyOutput",
     "Hypothesis",
-    "LexiconTrie",
     "ctc_alignment_ref",
     "ctc_beam_search_ref",
     "ctc_greedy_ref",

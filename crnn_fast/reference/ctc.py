@@ -6,13 +6,12 @@ Dimensions: B batch, T frames, C classes (blank included), L label length.
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 from typing import NamedTuple
 
 import torch
 
-from .._checks import as_token_seq, check_blank, check_frames_possible, check_lengths, check_log_probs, is_int
+from .._beam_checks import check_beam_search_options, check_lexicon, is_real
+from .._checks import as_token_seq, check_blank, check_frames_possible, check_lengths, check_log_probs
 from ..formats.lexicon import LexiconTrie
 
 
@@ -86,32 +85,6 @@ def _logaddexp(a: float, b: float) -> float:
         return a
     m = a if a > b else b
     return m + math.log1p(math.exp(-abs(a - b)))
-
-
-def _check_int(x, name: str, *, low: int | None = None) -> int:
-    if not is_int(x):
-        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
-    x = operator.index(x)
-    if low is not None and x < low:
-        raise ValueError(f"{name} must be >= {low}, got {x}")
-    return x
-
-
-def _is_real(x) -> bool:
-    if isinstance(x, bool):
-        return False
-    if isinstance(x, torch.Tensor):
-        return x.numel() == 1 and not x.dtype.is_complex
-    return isinstance(x, numbers.Real)
-
-
-def _check_real(x, name: str, *, finite: bool = True) -> float:
-    if not _is_real(x):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if math.isnan(x) or (finite and math.isinf(x)):
-        raise ValueError(f"{name} must be {'finite' if finite else 'a number (not NaN)'}, got {x}")
-    return x
 
 
 def _check_token_ids(tokens: tuple[int, ...], name: str, num_classes: int, blank: int) -> None:
@@ -267,87 +240,6 @@ class _LexiconRule:
         return len(last) > 0 and self.trie.is_word(last)
 
 
-# Bounds of the beam-search options, checked up front by every entry point (this reference, the op's python face,
-# CTCDecoder, Recognizer, the CLI) and by the C++ ops themselves (csrc/ctc_beam_search_checks.h, same numbers).
-# MAX_BEAM_WIDTH: the search costs about linearly in the beam; at this width a 400-frame line of 96 classes takes
-# ~1.3 s on one core. MAX_NBEST: no search keeps more hypotheses than its beam. MAX_LM_WEIGHT and
-# MAX_INSERTION_BONUS keep every score finite: a score sums at most T terms of lm_weight * ln P_lm + insertion_bonus,
-# and ln P_lm is at most order * MAX_ABS_LOG10_BACKOFF * ln 10 (crnn_fast/formats/lm.py), so no sum can reach
-# +inf (where the reference and the kernels would stop agreeing: inf - inf is NaN).
-MAX_BEAM_WIDTH = 4096
-MAX_NBEST = MAX_BEAM_WIDTH
-MAX_LM_WEIGHT = 1e4
-MAX_INSERTION_BONUS = 1e4
-
-
-def check_beam_width(beam_width, name: str = "beam_width") -> int:
-    """An int in [1, MAX_BEAM_WIDTH]; errors name the argument (`name`: "beam", "--beam" for other faces)."""
-    beam_width = _check_int(beam_width, name, low=1)
-    if beam_width > MAX_BEAM_WIDTH:
-        raise ValueError(f"{name} must be <= {MAX_BEAM_WIDTH}, got {beam_width}")
-    return beam_width
-
-
-def check_beam_search_options(beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp,
-                              lm_weight, insertion_bonus):
-    """The scalar options of a CTC beam search, checked (errors name the argument) and normalised.
-
-    beam_width in [1, MAX_BEAM_WIDTH], nbest in [1, MAX_NBEST], top_k >= 1, beam_threshold >= 0,
-    blank_skip_threshold in (0, 1], token_min_logp not NaN, lm_weight in [0, MAX_LM_WEIGHT], |insertion_bonus| <=
-    MAX_INSERTION_BONUS."""
-    beam_width = check_beam_width(beam_width)
-    nbest = _check_int(nbest, "nbest", low=1)
-    if nbest > MAX_NBEST:
-        raise ValueError(f"nbest must be <= {MAX_NBEST}, got {nbest}")
-    if top_k is not None:
-        top_k = _check_int(top_k, "top_k", low=1)
-    if beam_threshold is not None:
-        beam_threshold = _check_real(beam_threshold, "beam_threshold", finite=False)
-        if beam_threshold < 0:
-            raise ValueError(f"beam_threshold must be >= 0, got {beam_threshold}")
-    if blank_skip_threshold is not None:
-        blank_skip_threshold = _check_real(blank_skip_threshold, "blank_skip_threshold")
-        if not 0.0 < blank_skip_threshold <= 1.0:
-            raise ValueError(f"blank_skip_threshold must be in (0, 1], got {blank_skip_threshold}")
-    if token_min_logp is not None:  # -inf: no floor
-        token_min_logp = _check_real(token_min_logp, "token_min_logp", finite=False)
-    lm_weight = _check_real(lm_weight, "lm_weight")
-    if lm_weight < 0:
-        # A negative weight would turn an LM's -inf (forbidden token) into +inf.
-        raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
-    if lm_weight > MAX_LM_WEIGHT:
-        raise ValueError(f"lm_weight must be <= {MAX_LM_WEIGHT:g}, got {lm_weight:g}")
-    insertion_bonus = _check_real(insertion_bonus, "insertion_bonus")
-    if abs(insertion_bonus) > MAX_INSERTION_BONUS:
-        raise ValueError(f"insertion_bonus must be in [-{MAX_INSERTION_BONUS:g}, {MAX_INSERTION_BONUS:g}], "
-                         f"got {insertion_bonus:g}")
-    return beam_width, nbest, top_k, beam_threshold, blank_skip_threshold, token_min_logp, lm_weight, insertion_bonus
-
-
-def check_lexicon(lexicon, word_separator, num_classes: int, blank: int):
-    """(LexiconTrie or None, word_separator or None), checked against C classes and the blank."""
-    C = num_classes
-    if word_separator is not None:
-        word_separator = _check_int(word_separator, "word_separator")
-        if not 0 <= word_separator < C:
-            raise ValueError(f"word_separator must be in [0, {C}), got {word_separator}")
-        if word_separator == blank:
-            raise ValueError(f"word_separator must differ from blank ({blank})")
-        if lexicon is None:
-            raise ValueError("word_separator requires a lexicon")
-    if lexicon is None:
-        return None, word_separator
-    trie = lexicon if isinstance(lexicon, LexiconTrie) else LexiconTrie(lexicon)
-    bad = sorted(t for t in trie.token_ids if not 0 <= t < C)
-    if bad:
-        raise ValueError(f"lexicon holds token ids outside [0, {C}): {bad}")
-    if blank in trie.token_ids:
-        raise ValueError(f"lexicon words must not contain the blank id {blank}")
-    if word_separator is not None and word_separator in trie.token_ids:
-        raise ValueError(f"lexicon words must not contain the word_separator id {word_separator}")
-    return trie, word_separator
-
-
 def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = None, blank: int = 0,
                         beam_width: int = 10, top_k: int | None = None, beam_threshold: float | None = None,
                         lexicon=None, word_separator: int | None = None, lm=None, lm_weight: float = 0.0,
@@ -432,7 +324,7 @@ def ctc_beam_search_ref(log_probs: torch.Tensor, lengths: torch.Tensor | None = 
         if not use_lm:
             return insertion_bonus
         value = lm(context, token)
-        if not _is_real(value):
+        if not is_real(value):
             raise TypeError(f"lm must return a real number, got {type(value).__name__}")
         value = float(value)
         if math.isnan(value) or value == math.inf:

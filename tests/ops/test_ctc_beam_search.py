@@ -14,17 +14,11 @@ from hypothesis import strategies as st
 
 import crnn_fast
 from crnn_fast import _ext
+from crnn_fast._beam_checks import MAX_BEAM_WIDTH, MAX_INSERTION_BONUS, MAX_LM_WEIGHT
 from crnn_fast.decoding import CharNgramLM, compile_trie
+from crnn_fast.formats.lexicon import LexiconTrie
 from crnn_fast.ops.ctc_beam_search import ctc_beam_search
-from crnn_fast.reference.ctc import (
-    MAX_BEAM_WIDTH,
-    MAX_INSERTION_BONUS,
-    MAX_LM_WEIGHT,
-    LexiconTrie,
-    ctc_alignment_ref,
-    ctc_beam_search_ref,
-    ctc_score_ref,
-)
+from crnn_fast.reference.ctc import ctc_alignment_ref, ctc_beam_search_ref, ctc_score_ref
 
 pytestmark = pytest.mark.skipif(not _ext.HAS_EXTENSION, reason=f"crnn_fast._C not built: {_ext.EXTENSION_ERROR}")
 

@@ -21,8 +21,9 @@ import torch
 
 from crnn_fast import _ext
 from crnn_fast.decoding import compile_trie
+from crnn_fast.formats.lexicon import LexiconTrie
 from crnn_fast.ops.ctc_beam_search import BeamSearchOutput, ctc_beam_search
-from crnn_fast.reference.ctc import LexiconTrie, ctc_alignment_ref, ctc_beam_search_ref
+from crnn_fast.reference.ctc import ctc_alignment_ref, ctc_beam_search_ref
 
 pytestmark = pytest.mark.skipif(not _ext.HAS_EXTENSION, reason=f"crnn_fast._C not built: {_ext.EXTENSION_ERROR}")
 

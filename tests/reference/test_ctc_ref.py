@@ -14,13 +14,10 @@ from ctc_brute_force import best_alignment, cat_log_probs, dyadic_log_probs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crnn_fast._beam_checks import MAX_BEAM_WIDTH, MAX_INSERTION_BONUS, MAX_LM_WEIGHT, MAX_NBEST
+from crnn_fast.formats.lexicon import LexiconTrie
 from crnn_fast.reference.ctc import (
-    MAX_BEAM_WIDTH,
-    MAX_INSERTION_BONUS,
-    MAX_LM_WEIGHT,
-    MAX_NBEST,
     Hypothesis,
-    LexiconTrie,
     ctc_alignment_ref,
     ctc_beam_search_ref,
     ctc_greedy_ref,
