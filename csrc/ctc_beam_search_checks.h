@@ -14,8 +14,8 @@
 namespace crnn_fast {
 namespace beam_checks {
 
-// The documented bounds of the options (crnn_fast/reference/ctc.py MAX_BEAM_WIDTH, MAX_NBEST, MAX_LM_WEIGHT,
-// MAX_INSERTION_BONUS; crnn_fast/decoding/lm.py MAX_ABS_LOG10_BACKOFF): they keep the work bounded and every score
+// The documented bounds of the options (crnn_fast/_beam_checks.py MAX_BEAM_WIDTH, MAX_NBEST, MAX_LM_WEIGHT,
+// MAX_INSERTION_BONUS; crnn_fast/formats/lm.py MAX_ABS_LOG10_BACKOFF): they keep the work bounded and every score
 // finite (see there).
 constexpr int64_t kMaxBeamWidth = 4096;
 constexpr int64_t kMaxNbest = kMaxBeamWidth;
@@ -32,26 +32,16 @@ inline void check_optional_1d(const std::optional<at::Tensor>& x, const char* na
 }
 
 // log_probs (B, T, C), lengths (B,) and the scalar options.
-inline void check_inputs_and_options(const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank,
+inline void check_inputs_and_options(const at::Tensor& log_probs, const at::Tensor& lengths, int64_t blank,
                                      int64_t beam_width, int64_t nbest, std::optional<int64_t> top_k,
                                      std::optional<double> beam_threshold,
                                      std::optional<double> blank_skip_threshold,
                                      std::optional<double> token_min_logp, double lm_weight,
                                      double insertion_bonus) {
-  CHECK_DIM(log_probs_in, 3);
-  CHECK_FLOATING(log_probs_in);
-  CHECK_DIM(lengths_in, 1);
-  CHECK_DTYPE(lengths_in, at::kLong);
-  CHECK_DEVICE(lengths_in, log_probs_in.device());
-  const int64_t B = log_probs_in.size(0), C = log_probs_in.size(2);
-  TORCH_CHECK(B > 0, "log_probs must hold at least one sequence (B > 0)");
-  TORCH_CHECK(C > 0, "log_probs must have at least one class (C > 0)");
-  TORCH_CHECK(lengths_in.size(0) == B, "lengths must have B=", B, " entries, got ", lengths_in.size(0));
-  TORCH_CHECK(blank >= 0 && blank < C, "blank must be in [0, C=", C, "), got ", blank);
+  check_ctc_inputs(log_probs, lengths, blank);
   TORCH_CHECK(beam_width >= 1 && beam_width <= kMaxBeamWidth, "beam_width must be in [1, ", kMaxBeamWidth, "], got ",
               beam_width);
   TORCH_CHECK(nbest >= 1 && nbest <= kMaxNbest, "nbest must be in [1, ", kMaxNbest, "], got ", nbest);
-  TORCH_CHECK(C < (1LL << 31), "log_probs has too many classes (C=", C, ")");
   TORCH_CHECK(!top_k.has_value() || *top_k >= 1, "top_k must be >= 1, got ", top_k.value_or(0));
   TORCH_CHECK(!beam_threshold.has_value() || (*beam_threshold >= 0 && !std::isnan(*beam_threshold)),
               "beam_threshold must be >= 0, got ", beam_threshold.value_or(0));

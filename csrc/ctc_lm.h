@@ -1,9 +1,16 @@
-// Flat views of the lexicon trie and the character n-gram LM that crnn_fast::ctc_beam_search walks.
-// Headers only, no torch: a CUDA backend can include them as they are.
+// Flat views of the lexicon trie and the character n-gram LM that crnn_fast::ctc_beam_search walks, and the
+// n-gram key fold: one definition for the CPU op, the CUDA kernel (every function is host and device code there)
+// and the CUDA op's host-side checks. No torch.
 //   S trie nodes, E trie edges, M LM n-grams, V LM vocabulary.
-// Layouts: crnn_fast/decoding/lexicon.py (TrieTensors) and crnn_fast/decoding/lm.py (LMTensors).
+// Layouts: crnn_fast/formats/lexicon.py (TrieTensors) and crnn_fast/formats/lm.py (LMTensors).
 #pragma once
 #include <cstdint>
+
+#ifdef __CUDACC__
+#define CRNN_FAST_HOST_DEVICE __host__ __device__
+#else
+#define CRNN_FAST_HOST_DEVICE
+#endif
 
 namespace crnn_fast {
 namespace ctc {
@@ -16,10 +23,10 @@ struct TrieView {
   const bool* is_word = nullptr;      // (S,) node ends a complete word
   int64_t num_nodes = 0;
 
-  int64_t fanout(int64_t node) const { return offsets[node + 1] - offsets[node]; }
+  CRNN_FAST_HOST_DEVICE int64_t fanout(int64_t node) const { return offsets[node + 1] - offsets[node]; }
 
   // The child of `node` by `token`, or -1.
-  int64_t child(int64_t node, int64_t token) const {
+  CRNN_FAST_HOST_DEVICE int64_t child(int64_t node, int64_t token) const {
     int64_t lo = offsets[node], hi = offsets[node + 1];
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
@@ -33,14 +40,14 @@ struct TrieView {
   }
 };
 
-// ---- n-gram keys: the same fold as crnn_fast/decoding/lm.py (ngram_keys) ---------------------------------
+// ---- n-gram keys: the same fold as crnn_fast/formats/lm.py (ngram_keys) ---------------------------------
 // The key of n-gram (w1 .. wk) folds the words from wk back to w1: key = mix(...mix(mix(kSeed, wk), wk-1)...).
 constexpr uint64_t kSeed = 0x2545F4914F6CDD1DULL;
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 constexpr uint64_t kMix1 = 0xBF58476D1CE4E5B9ULL;
 constexpr uint64_t kMix2 = 0x94D049BB133111EBULL;
 
-inline uint64_t mix(uint64_t h, int64_t word) {
+CRNN_FAST_HOST_DEVICE inline uint64_t mix(uint64_t h, int64_t word) {
   uint64_t z = h + (static_cast<uint64_t>(word) + 1) * kGolden;
   z = (z ^ (z >> 30)) * kMix1;
   z = (z ^ (z >> 27)) * kMix2;
@@ -61,13 +68,13 @@ struct LMView {
   int shift = 63;  // 64 - bits
 
   // False when `key` is certainly not in the table (a small, cache-resident test before the table's).
-  bool maybe(uint64_t key) const {
+  CRNN_FAST_HOST_DEVICE bool maybe(uint64_t key) const {
     const uint64_t a = key & filter_mask, b = (key >> 32) & filter_mask;
     return ((filter[a >> 6] >> (a & 63)) & (filter[b >> 6] >> (b & 63)) & 1) != 0;
   }
 
   // Index of `key` in the table, or -1.
-  int64_t find(uint64_t key) const {
+  CRNN_FAST_HOST_DEVICE int64_t find(uint64_t key) const {
     if (!maybe(key)) return -1;
     const uint64_t b = key >> shift;
     int64_t lo = buckets[b], hi = buckets[b + 1];
@@ -82,10 +89,10 @@ struct LMView {
     }
     return lo < end && keys[lo] == key ? lo : -1;
   }
-  double log10_prob(int64_t i) const { return values[3 * i]; }
-  double log10_backoff(int64_t i) const { return values[3 * i + 1]; }
+  CRNN_FAST_HOST_DEVICE double log10_prob(int64_t i) const { return values[3 * i]; }
+  CRNN_FAST_HOST_DEVICE double log10_backoff(int64_t i) const { return values[3 * i + 1]; }
   // The largest log10 probability of the n-grams that extend n-gram i by one word (-inf when none).
-  double log10_max_next(int64_t i) const { return values[3 * i + 2]; }
+  CRNN_FAST_HOST_DEVICE double log10_max_next(int64_t i) const { return values[3 * i + 2]; }
 };
 
 }  // namespace ctc

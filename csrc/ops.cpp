@@ -22,8 +22,8 @@ TORCH_LIBRARY(crnn_fast, m) {
   // CTC prefix beam search (crnn_fast.reference.ctc.ctc_beam_search_ref's semantics) with optional lexicon
   // trie and character n-gram LM; N = nbest.
   //   log_probs: (B, T, C) float log-probabilities; lengths: (B,) int64.
-  //   trie_*: the lexicon as a flat trie (crnn_fast/decoding/lexicon.py), all four or none.
-  //   lm_*: the LM as flat tensors (crnn_fast/decoding/lm.py, LMTensors), all five or none.
+  //   trie_*: the lexicon as a flat trie (crnn_fast/formats/lexicon.py), all four or none.
+  //   lm_*: the LM as flat tensors (crnn_fast/formats/lm.py, LMTensors), all five or none.
   //   tokens, token_frames: (B, N, T) int64 padded with -1; token_confidences: (B, N, T) float32 padded with 0;
   //   token_lengths: (B, N) int64, -1 where an item has fewer than N hypotheses;
   //   scores, acoustic_scores, lm_scores: (B, N) float64, -inf where there is no hypothesis.

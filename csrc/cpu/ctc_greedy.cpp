@@ -3,7 +3,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -11,6 +10,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../ctc_greedy_outputs.h"
 
 namespace crnn_fast {
 namespace {
@@ -86,16 +86,8 @@ void ctc_greedy_rows(const scalar_t* lp, const int64_t* lengths, int64_t b_begin
 }
 
 GreedyResult ctc_greedy_cpu(const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank) {
-  CHECK_DIM(log_probs_in, 3);
-  CHECK_FLOATING(log_probs_in);
-  CHECK_DIM(lengths_in, 1);
-  CHECK_DTYPE(lengths_in, at::kLong);
-  CHECK_DEVICE(lengths_in, log_probs_in.device());
+  check_ctc_inputs(log_probs_in, lengths_in, blank);
   const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
-  TORCH_CHECK(B > 0, "log_probs must hold at least one sequence (B > 0)");
-  TORCH_CHECK(C > 0, "log_probs must have at least one class (C > 0)");
-  TORCH_CHECK(lengths_in.size(0) == B, "lengths must have B=", B, " entries, got ", lengths_in.size(0));
-  TORCH_CHECK(blank >= 0 && blank < C, "blank must be in [0, C=", C, "), got ", blank);
   const at::Tensor log_probs = log_probs_in.contiguous();
   const at::Tensor lengths = lengths_in.contiguous();
   const int64_t* len = lengths.data_ptr<int64_t>();
@@ -103,29 +95,23 @@ GreedyResult ctc_greedy_cpu(const at::Tensor& log_probs_in, const at::Tensor& le
     TORCH_CHECK(len[b] >= 0 && len[b] <= T, "lengths[", b, "] must be in [0, T=", T, "], got ", len[b]);
   }
 
-  const auto acc_type = log_probs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const auto long_opts = log_probs.options().dtype(at::kLong);
-  at::Tensor tokens = at::empty({B, T}, long_opts);
-  at::Tensor token_lengths = at::empty({B}, long_opts);
-  at::Tensor token_frames = at::empty({B, T}, long_opts);
-  at::Tensor token_logprobs = at::empty({B, T}, log_probs.options().dtype(acc_type));
-  at::Tensor path_logprob = at::empty({B}, log_probs.options().dtype(acc_type));
+  const GreedyOutputs out(log_probs);
   BadRows bad;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, log_probs.scalar_type(), "ctc_greedy_cpu", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     at::parallel_for(0, B, 1, [&](int64_t b_begin, int64_t b_end) {
       ctc_greedy_rows<scalar_t, acc_t>(log_probs.data_ptr<scalar_t>(), len, b_begin, b_end, T, C, blank,
-                                       tokens.data_ptr<int64_t>(), token_lengths.data_ptr<int64_t>(),
-                                       token_frames.data_ptr<int64_t>(), token_logprobs.data_ptr<acc_t>(),
-                                       path_logprob.data_ptr<acc_t>(), bad);
+                                       out.tokens.data_ptr<int64_t>(), out.token_lengths.data_ptr<int64_t>(),
+                                       out.token_frames.data_ptr<int64_t>(), out.token_logprobs.data_ptr<acc_t>(),
+                                       out.path_logprob.data_ptr<acc_t>(), bad);
     });
   });
   TORCH_CHECK(bad.kind != BadRows::kNonFinite, "log_probs must not contain NaN or +inf (sequence ", bad.seq, " does)");
   TORCH_CHECK(bad.kind != BadRows::kImpossible,
               "log_probs must give some class a non-zero probability at every frame: frame ", bad.frame,
               " of sequence ", bad.seq, " is -inf for every class");
-  return {tokens, token_lengths, token_frames, token_logprobs, path_logprob};
+  return out.result();
 }
 
 }  // namespace

@@ -55,6 +55,17 @@ static_assert(kThreads == 256, "the radix select maps a thread to each of the 25
 
 __device__ __forceinline__ bool is_neg_inf(double x) { return isinf(x) && x < 0; }
 
+__device__ __forceinline__ ctc::LMView lm_view(const CtcBeamSearchParams& P) {
+  ctc::LMView lm;
+  lm.keys = P.lm_keys;
+  lm.values = P.lm_values;
+  lm.buckets = P.lm_buckets;
+  lm.filter = P.lm_filter;
+  lm.filter_mask = P.lm_filter_mask;
+  lm.shift = P.lm_shift;
+  return lm;
+}
+
 // Orderable key of a log-prob: larger value -> larger key. Ties broken by the class (lower id first) in
 // the low word of Key.
 __device__ __forceinline__ uint64_t value_key(double v) {
@@ -331,7 +342,7 @@ struct Ctx {
   // The CPU op's init_lm_state: the LM state of a prefix made from the one in (pbuf, pslot) by `token`
   // (pslot < 0: the empty prefix).
   __device__ void init_lm(int buf, int slot, int pbuf, int pslot, int64_t token) const {
-    const ctc_dev::LMDev lm{P.lm_keys, P.lm_values, P.lm_buckets, P.lm_shift, P.lm_filter, P.lm_filter_mask};
+    const ctc::LMView lm = lm_view(P);
     const int n1 = P.lm_order - 1;
     int64_t* ctx = ctx_of(buf, slot);
     int n = 0;
@@ -347,10 +358,10 @@ struct Ctx {
     }
     double* A = acc_of(buf, slot);
     int64_t found[kCtcBeamCudaMaxLMOrder + 1];
-    uint64_t h = ctc_dev::kSeed;
+    uint64_t h = ctc::kSeed;
     int kmax = 0;
     for (int k = 1; k <= n; ++k) {
-      h = ctc_dev::mix(h, ctx[k - 1]);
+      h = ctc::mix(h, ctx[k - 1]);
       found[k] = lm.find(h);
       if (found[k] >= 0) kmax = k;
     }
@@ -361,7 +372,7 @@ struct Ctx {
     for (int k = 1; k <= kmax; ++k) {
       if (found[k] >= 0) ub = fmax(ub, A[k] + lm.log10_max_next(found[k]));
     }
-    A[P.lm_order] = ub * ctc_dev::kLn10;
+    A[P.lm_order] = ub * ctc::kLn10;
     meta_of(buf, slot)[0] = n;
     meta_of(buf, slot)[1] = kmax;
   }
@@ -374,22 +385,22 @@ struct Ctx {
   // ln P(class c | context of the prefix in slot j): the CPU op's lm_logprob (bottom-up: every stored
   // n-gram's suffix is stored, so the walk stops at the first miss).
   __device__ double lm_logprob(int j, int64_t c) const {
-    const ctc_dev::LMDev lm{P.lm_keys, P.lm_values, P.lm_buckets, P.lm_shift, P.lm_filter, P.lm_filter_mask};
+    const ctc::LMView lm = lm_view(P);
     const int64_t* ctx = ctx_of(cur, j);
     const double* A = acc_of(cur, j);
     const int kmax = meta_of(cur, j)[1];
-    uint64_t g = ctc_dev::mix(ctc_dev::kSeed, P.lm_token_map[c]);
+    uint64_t g = ctc::mix(ctc::kSeed, P.lm_token_map[c]);
     const int64_t u = lm.find(g);
     double p = u >= 0 ? lm.log10_prob(u) : kNegInf;
     int level = 0;
     for (int k = 1; k <= kmax; ++k) {
-      g = ctc_dev::mix(g, ctx[k - 1]);
+      g = ctc::mix(g, ctx[k - 1]);
       const int64_t i = lm.find(g);
       if (i < 0) break;
       level = k;
       p = lm.log10_prob(i);
     }
-    return (A[level] + p) * ctc_dev::kLn10;
+    return (A[level] + p) * ctc::kLn10;
   }
 
   // ---- extension of slot j by class c -----------------------------------------------------------------
@@ -404,7 +415,7 @@ struct Ctx {
     ctrie = 0;
     const int tn = sh.s_trie[cur][j];
     if (P.use_lexicon) {
-      const ctc_dev::TrieDev trie{P.trie_offsets, P.trie_labels, P.trie_children, P.trie_is_word};
+      const ctc::TrieView trie{P.trie_offsets, P.trie_labels, P.trie_children, P.trie_is_word};
       if (c == P.separator) {
         if (!(tn != 0 && P.trie_is_word[tn])) return false;
       } else {
@@ -555,7 +566,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
     X.nodes[0] = -1; X.nodes[1] = -1;
     S.node_next = 1;
     S.n = 1;
-    sh.s_hash[0][0] = ctc_dev::kSeed;
+    sh.s_hash[0][0] = ctc::kSeed;
     sh.s_phash[0][0] = 0;
     sh.s_pb[0][0] = 0.0;
     sh.s_pnb[0][0] = kNegInf;
@@ -733,7 +744,7 @@ __global__ void __launch_bounds__(kThreads) ctc_beam_search_kernel(CtcBeamSearch
         if (P.use_lm) X.copy_lm(nxt, k, cur, j);
       } else {
         const int c = sh.c_tok[k];
-        sh.s_hash[nxt][k] = ctc_dev::mix(sh.s_hash[cur][j], c);
+        sh.s_hash[nxt][k] = ctc::mix(sh.s_hash[cur][j], c);
         sh.s_phash[nxt][k] = sh.s_hash[cur][j];
         sh.s_len[nxt][k] = sh.s_len[cur][j] + 1;
         sh.s_last[nxt][k] = c;

@@ -22,14 +22,14 @@ struct CtcBeamSearchParams {
   bool use_threshold;  double beam_threshold;
   bool use_skip;  double skip_floor;         // log(blank_skip_threshold)
   bool use_token_floor;  double token_floor;  // token_min_logp (> -inf)
-  // lexicon trie (use_lexicon): crnn_fast/decoding/lexicon.py layout
+  // lexicon trie (use_lexicon): crnn_fast/formats/lexicon.py layout
   bool use_lexicon;
   const int64_t* trie_offsets;   // (S + 1,)
   const int64_t* trie_labels;    // (E,)
   const int64_t* trie_children;  // (E,)
   const bool* trie_is_word;      // (S,)
   int64_t separator;             // -1: none
-  // LM (use_lm: an LM is given and lm_weight != 0): crnn_fast/decoding/lm.py layout
+  // LM (use_lm: an LM is given and lm_weight != 0): crnn_fast/formats/lm.py layout
   bool use_lm;
   const uint64_t* lm_keys;       // (M,) sorted
   const double* lm_values;       // (M, 3) log10 prob, log10 backoff, largest log10 prob of an extension

@@ -1,4 +1,4 @@
-// Torch glue of the CUDA greedy CTC decoder: checks, allocation, device guard, current stream.
+// Torch glue of the CUDA greedy CTC decoder: checks, scratch, device guard, current stream.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../ctc_greedy_outputs.h"
 #include "kernels.h"
 
 namespace crnn_fast {
@@ -26,29 +27,15 @@ FloatType float_type(at::ScalarType t) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ctc_greedy_cuda(
     const at::Tensor& log_probs_in, const at::Tensor& lengths_in, int64_t blank) {
   TORCH_CHECK(log_probs_in.is_cuda(), "log_probs must be a CUDA tensor, got ", log_probs_in.device());
-  CHECK_DIM(log_probs_in, 3);
-  CHECK_FLOATING(log_probs_in);
-  CHECK_DIM(lengths_in, 1);
-  CHECK_DTYPE(lengths_in, at::kLong);
-  CHECK_DEVICE(lengths_in, log_probs_in.device());
+  check_ctc_inputs(log_probs_in, lengths_in, blank);
   const int64_t B = log_probs_in.size(0), T = log_probs_in.size(1), C = log_probs_in.size(2);
-  TORCH_CHECK(B > 0, "log_probs must hold at least one sequence (B > 0)");
-  TORCH_CHECK(C > 0, "log_probs must have at least one class (C > 0)");
-  TORCH_CHECK(C < (int64_t{1} << 31), "log_probs has too many classes for the CUDA kernel (C=", C, ")");
-  TORCH_CHECK(lengths_in.size(0) == B, "lengths must have B=", B, " entries, got ", lengths_in.size(0));
-  TORCH_CHECK(blank >= 0 && blank < C, "blank must be in [0, C=", C, "), got ", blank);
   // Range checks of lengths are done by the Python wrapper on the host copy it already holds; here
   // (a device tensor) they would cost a synchronisation. The kernel clamps nothing, so do them there.
   const c10::cuda::CUDAGuard guard(log_probs_in.device());
   const at::Tensor log_probs = log_probs_in.contiguous();
   const at::Tensor lengths = lengths_in.contiguous();
-  const auto acc_type = log_probs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const auto long_opts = log_probs.options().dtype(at::kLong);
-  at::Tensor tokens = at::empty({B, T}, long_opts);
-  at::Tensor token_lengths = at::empty({B}, long_opts);
-  at::Tensor token_frames = at::empty({B, T}, long_opts);
-  at::Tensor token_logprobs = at::empty({B, T}, log_probs.options().dtype(acc_type));
-  at::Tensor path_logprob = at::empty({B}, log_probs.options().dtype(acc_type));
+  const GreedyOutputs out(log_probs);
+  const auto acc_type = GreedyOutputs::accumulate_type(log_probs);
   at::Tensor best_class = at::empty({B, T}, log_probs.options().dtype(at::kInt));
   at::Tensor best_logprob = at::empty({B, T}, log_probs.options().dtype(acc_type));
   at::Tensor bad_input = at::empty({B}, log_probs.options().dtype(at::kInt));
@@ -61,11 +48,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ctc_greed
   p.C = C;
   p.blank = blank;
   p.dtype = float_type(log_probs.scalar_type());
-  p.tokens = tokens.data_ptr<int64_t>();
-  p.token_lengths = token_lengths.data_ptr<int64_t>();
-  p.token_frames = token_frames.data_ptr<int64_t>();
-  p.token_logprobs = token_logprobs.data_ptr();
-  p.path_logprob = path_logprob.data_ptr();
+  p.tokens = out.tokens.data_ptr<int64_t>();
+  p.token_lengths = out.token_lengths.data_ptr<int64_t>();
+  p.token_frames = out.token_frames.data_ptr<int64_t>();
+  p.token_logprobs = out.token_logprobs.data_ptr();
+  p.path_logprob = out.path_logprob.data_ptr();
   p.best_class = best_class.data_ptr<int32_t>();
   p.best_logprob = best_logprob.data_ptr();
   p.bad_input = bad_input.data_ptr<int32_t>();
@@ -78,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ctc_greed
     TORCH_CHECK(!(bad[b] & 2), "log_probs must give some class a non-zero probability at every frame: sequence ", b,
                 " has a frame that is -inf for every class");
   }
-  return {tokens, token_lengths, token_frames, token_logprobs, path_logprob};
+  return out.result();
 }
 
 }  // namespace
