@@ -1,7 +1,7 @@
 // CTC prefix beam search of one sequence on the CPU (SequenceDecoder; the op, parallel over the batch, is
-// csrc/cpu/ctc_beam_search.cpp): per-frame top-k, beam threshold, blank-frame
-// skipping, a lexicon trie (hard constraint), a character n-gram LM (shallow fusion), n-best lists; each
-// hypothesis's frames and confidences are those of the most probable alignment of its text (csrc/ctc_align.h).
+// csrc/cpu/ctc_beam_search.cpp): per-frame top-k, beam threshold, blank-frame skipping, a lexicon trie (hard
+// constraint), a character n-gram LM (shallow fusion), n-best lists; each hypothesis's frames and confidences
+// are those of the most probable alignment of its text (csrc/ctc_align.h).
 //   B batch, T frames, C classes (blank included), K beam width, N nbest, S trie nodes, M LM n-grams.
 //
 // Semantics: exactly crnn_fast.reference.ctc.ctc_beam_search_ref (read its docstring); every score is
