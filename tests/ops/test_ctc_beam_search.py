@@ -701,6 +701,12 @@ def test_option_bounds_are_value_errors_up_front():
         args[index] = value
         with pytest.raises(RuntimeError, match=rf"^{name} must be in"):
             op(*args)
+    for index, value, name in [(0, lp[0], "log_probs"), (0, lp.int(), "log_probs"), (1, lengths.int(), "lengths"),
+                               (1, torch.tensor([4, 4]), "lengths"), (2, 99, "blank")]:
+        args = list(base)
+        args[index] = value
+        with pytest.raises(RuntimeError, match=rf"^{name}\b"):  # the argument's name, not the C++ variable's
+            op(*args)
     lm = random_lm(4, 0).tensors
     args = list(op_args(lp, lengths, lm=lm, lm_weight=1.0))
     args[15] = lm.values.clone()
