@@ -4,42 +4,8 @@ numbers (csrc/ctc_beam_search_checks.h)."""
 
 from __future__ import annotations
 
-import math
-import numbers
-import operator
-
-import torch
-
-from ._checks import is_int
+from ._checks import check_int, check_real
 from .formats.lexicon import LexiconTrie
-
-
-def check_int(x, name: str, *, low: int | None = None) -> int:
-    if not is_int(x):
-        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
-    x = operator.index(x)
-    if low is not None and x < low:
-        raise ValueError(f"{name} must be >= {low}, got {x}")
-    return x
-
-
-def is_real(x) -> bool:
-    if isinstance(x, bool):
-        return False
-    if isinstance(x, torch.Tensor):
-        return x.numel() == 1 and not x.dtype.is_complex
-    return isinstance(x, numbers.Real)
-
-
-def check_real(x, name: str, *, finite: bool = True) -> float:
-    if not is_real(x):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if math.isnan(x) or (finite and math.isinf(x)):
-        raise ValueError(f"{name} must be {'finite' if finite else 'a number (not NaN)'}, got {x}")
-    return x
-
-
 
 # The bounds of the options.
 # MAX_BEAM_WIDTH: the search costs about linearly in the beam; at this width a 400-frame line of 96 classes takes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 
 import torch
@@ -151,3 +153,32 @@ def is_int(x) -> bool:
     except TypeError:
         return False
     return True
+
+
+def check_int(x, name: str, *, low: int | None = None) -> int:
+    """An int (a bool is not one here), at least `low` when given."""
+    if not is_int(x):
+        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
+    x = operator.index(x)
+    if low is not None and x < low:
+        raise ValueError(f"{name} must be >= {low}, got {x}")
+    return x
+
+
+def is_real(x) -> bool:
+    """A real number: a Python or numpy real, or a one-element real tensor (not a bool)."""
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, torch.Tensor):
+        return x.numel() == 1 and not x.dtype.is_complex
+    return isinstance(x, numbers.Real)
+
+
+def check_real(x, name: str, *, finite: bool = True) -> float:
+    """A real number as a float: never NaN, and finite unless finite=False."""
+    if not is_real(x):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if math.isnan(x) or (finite and math.isinf(x)):
+        raise ValueError(f"{name} must be {'finite' if finite else 'a number (not NaN)'}, got {x}")
+    return x

@@ -28,11 +28,27 @@ class BackendUnavailableError(RuntimeError):
     says what to install or rebuild."""
 
 
+def extension_missing(op: str) -> BackendUnavailableError | None:
+    """None when crnn_fast._C loaded, else the error that says the compiled op `op` needs it and how to build it."""
+    if HAS_EXTENSION:
+        return None
+    return BackendUnavailableError(f"crnn_fast.{op} needs the compiled extension crnn_fast._C, which failed to load "
+                                   f"({EXTENSION_ERROR}); {BUILD_HINT}")
+
+
 def require_extension(op: str) -> None:
-    """Raise BackendUnavailableError, saying how to build the extension, when the compiled op `op` is missing."""
-    if not HAS_EXTENSION:
-        raise BackendUnavailableError(f"crnn_fast.{op} needs the compiled extension crnn_fast._C, which failed to "
-                                      f"load ({EXTENSION_ERROR}); {BUILD_HINT}")
+    """Raise extension_missing(op)'s error when the extension did not load."""
+    error = extension_missing(op)
+    if error is not None:
+        raise error
+
+
+def kernel_missing(op: str, device_type: str) -> BackendUnavailableError | None:
+    """None when crnn_fast._C has a `device_type` kernel of crnn_fast::<op>, else the error that says how to get one."""
+    if has_kernel(op, device_type):
+        return None
+    return BackendUnavailableError(f"crnn_fast._C was built without {device_type.upper()} kernels; rebuild it with a "
+                                   "CUDA build of torch and nvcc on PATH (CRNN_FAST_BUILD_CUDA=1)")
 
 
 def has_kernel(op: str, device_type: str) -> bool:
@@ -77,11 +93,6 @@ def resolve(op: str, backend: str, device: torch.device, *, backends: Sequence[s
     return backend
 
 
-def auto_kernel(op: str, device_type: str) -> bool:
-    """Whether backend="auto" runs the compiled kernel of crnn_fast::<op> for tensors on `device_type`."""
-    return has_kernel(op, device_type) and (device_type == "cpu" or "cuda" in GPU_VALIDATED.get(op, ()))
-
-
 DECODING_BACKENDS = ("auto", "cpu", "cuda", "ref")
 _warned_reference: set[str] = set()
 
@@ -99,13 +110,7 @@ def resolve_decoding_backend(op: str, backend: str, device: torch.device) -> str
             return None
         if name == "cuda" and device.type != "cuda":
             return ValueError(f"backend='cuda' needs log_probs on a CUDA device, got {device}")
-        if not HAS_EXTENSION:
-            return BackendUnavailableError(f"crnn_fast.{op} needs the compiled extension crnn_fast._C, which failed "
-                                           f"to load ({EXTENSION_ERROR}); {BUILD_HINT}")
-        if not has_kernel(op, name):
-            return BackendUnavailableError(f"crnn_fast._C was built without {name.upper()} kernels; rebuild it with "
-                                           "a CUDA build of torch and nvcc on PATH (CRNN_FAST_BUILD_CUDA=1)")
-        return None
+        return extension_missing(op) or kernel_missing(op, name)
 
     def fallback() -> str:
         if has_kernel(op, "cpu"):

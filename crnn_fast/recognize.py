@@ -190,12 +190,9 @@ class Recognizer:
         self._batch_cap = batch_size  # lowered by out-of-memory back-off
         self._decoders: collections.OrderedDict = collections.OrderedDict()  # (beam, words) -> CTCDecoder, LRU
         self._graphs: collections.OrderedDict = collections.OrderedDict()
-        # Greedy decoding where the log-probs are: the compiled kernel of the device, or on CUDA while that kernel
-        # is not validated (see _ext.GPU_VALIDATED) the same decoding in torch ops, still on the GPU.
-        from ._ext import auto_kernel
-        from .ops.ctc_greedy import ctc_greedy, ctc_greedy_torch
+        from .ops.ctc_greedy import greedy_on_device
 
-        self._greedy = ctc_greedy if not on_cuda or auto_kernel("ctc_greedy", "cuda") else ctc_greedy_torch
+        self._greedy = greedy_on_device(self.device)  # decodes where the log-probs are
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, device="auto",

@@ -15,6 +15,21 @@
 namespace crnn_fast {
 namespace ctc {
 
+// Index of `key` in the ascending a[lo .. hi), or -1 (binary search).
+template <typename T>
+CRNN_FAST_HOST_DEVICE inline int64_t find_sorted(const T* a, int64_t lo, int64_t hi, T key) {
+  const int64_t end = hi;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (a[mid] < key) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo < end && a[lo] == key ? lo : -1;
+}
+
 // ---- Lexicon trie --------------------------------------------------------------------------------------
 struct TrieView {
   const int64_t* offsets = nullptr;   // (S + 1,) edges of node s: offsets[s] .. offsets[s + 1] - 1
@@ -27,16 +42,8 @@ struct TrieView {
 
   // The child of `node` by `token`, or -1.
   CRNN_FAST_HOST_DEVICE int64_t child(int64_t node, int64_t token) const {
-    int64_t lo = offsets[node], hi = offsets[node + 1];
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (labels[mid] < token) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
-    return lo < offsets[node + 1] && labels[lo] == token ? children[lo] : -1;
+    const int64_t edge = find_sorted(labels, offsets[node], offsets[node + 1], token);
+    return edge >= 0 ? children[edge] : -1;
   }
 };
 
@@ -77,17 +84,7 @@ struct LMView {
   CRNN_FAST_HOST_DEVICE int64_t find(uint64_t key) const {
     if (!maybe(key)) return -1;
     const uint64_t b = key >> shift;
-    int64_t lo = buckets[b], hi = buckets[b + 1];
-    const int64_t end = hi;
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (keys[mid] < key) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
-    return lo < end && keys[lo] == key ? lo : -1;
+    return find_sorted(keys, buckets[b], buckets[b + 1], key);
   }
   CRNN_FAST_HOST_DEVICE double log10_prob(int64_t i) const { return values[3 * i]; }
   CRNN_FAST_HOST_DEVICE double log10_backoff(int64_t i) const { return values[3 * i + 1]; }

@@ -73,3 +73,16 @@ def test_the_functional_lstm_takes_no_cuda_or_torch_backend():
     ref, (h_ref, c_ref) = lstm(x, weights, backend="ref")
     for got, want in ((out, ref), (h, h_ref), (c, c_ref)):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_the_recognizers_greedy_decoder_follows_the_gate(monkeypatch):
+    """On CUDA the recognizer decodes with torch ops on the GPU until the CUDA kernel is validated (and built)."""
+    from crnn_fast.ops.ctc_greedy import ctc_greedy, ctc_greedy_torch, greedy_on_device
+
+    monkeypatch.setattr(ext, "GPU_VALIDATED", {})
+    assert greedy_on_device(CPU) is ctc_greedy
+    assert greedy_on_device(CUDA) is ctc_greedy_torch
+    monkeypatch.setattr(ext, "GPU_VALIDATED", {"ctc_greedy": ("cuda",)})
+    assert greedy_on_device(CUDA) is (ctc_greedy if ext.has_kernel("ctc_greedy", "cuda") else ctc_greedy_torch)
+    monkeypatch.setattr(ext, "has_kernel", lambda op, device_type: True)
+    assert greedy_on_device(CUDA) is ctc_greedy

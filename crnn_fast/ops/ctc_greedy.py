@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_blank, check_frames_possible, check_lengths, check_log_probs, kernel_input_error
-from .._ext import DECODING_BACKENDS, HAS_EXTENSION, resolve_decoding_backend
+from .._ext import DECODING_BACKENDS, HAS_EXTENSION, kernel_missing, resolve, resolve_decoding_backend
 from ..reference.ctc import GreedyOutput, ctc_greedy_ref
 
 CTC_GREEDY_BACKENDS = DECODING_BACKENDS
@@ -44,6 +44,18 @@ def ctc_greedy(log_probs: torch.Tensor, lengths=None, blank: int = 0, backend: s
 def resolve_greedy_backend(backend: str, device: torch.device) -> str:
     """The kernel that runs crnn_fast::ctc_greedy: "cpu", "cuda" or "ref" (resolve_decoding_backend's rule)."""
     return resolve_decoding_backend("ctc_greedy", backend, device)
+
+
+def greedy_on_device(device: torch.device):
+    """The greedy decoder that keeps log-probs on `device`: on CUDA the compiled kernel once it is validated on a
+    GPU (crnn_fast._ext.GPU_VALIDATED), else ctc_greedy_torch (torch ops, no host synchronisation); elsewhere
+    ctc_greedy."""
+    if device.type != "cuda":
+        return ctc_greedy
+    chosen = resolve("ctc_greedy", "auto", device, backends=("auto", "cuda", "torch"),
+                     check=lambda name: kernel_missing("ctc_greedy", name) if name == "cuda" else None,
+                     fallback="torch")
+    return ctc_greedy if chosen == "cuda" else ctc_greedy_torch
 
 
 def run_ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int, kernel: str) -> GreedyOutput:

@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 import torch
 
-from .._beam_checks import check_beam_search_options, check_lexicon, is_real
-from .._checks import as_token_seq, check_blank, check_frames_possible, check_lengths, check_log_probs
+from .._beam_checks import check_beam_search_options, check_lexicon
+from .._checks import as_token_seq, check_blank, check_frames_possible, check_lengths, check_log_probs, is_real
 from ..formats.lexicon import LexiconTrie
 
 

@@ -147,12 +147,7 @@ beam_args::BeamResult CudaSearch::search(const beam_args::Inputs& in) {
       lm_cache().add(lm_fp);
     }
     P.lm_max_unigram = lm_fp.value;
-    P.lm_keys = reinterpret_cast<const uint64_t*>(in.lm_keys.data_ptr<int64_t>());
-    P.lm_values = in.lm_values.data_ptr<double>();
-    P.lm_buckets = in.lm_buckets.data_ptr<int64_t>();
-    P.lm_shift = 64 - in.lm_sizes.bits;
-    P.lm_filter = reinterpret_cast<const uint64_t*>(in.lm_filter.data_ptr<int64_t>());
-    P.lm_filter_mask = static_cast<uint64_t>(in.lm_sizes.filter_words) * 64 - 1;
+    P.lm = beam_args::lm_view(in.lm_keys, in.lm_values, in.lm_buckets, in.lm_filter, in.lm_sizes);
     P.lm_token_map = in.lm_token_map.data_ptr<int64_t>();
   }
 

@@ -55,17 +55,6 @@ static_assert(kThreads == 256, "the radix select maps a thread to each of the 25
 
 __device__ __forceinline__ bool is_neg_inf(double x) { return isinf(x) && x < 0; }
 
-__device__ __forceinline__ ctc::LMView lm_view(const CtcBeamSearchParams& P) {
-  ctc::LMView lm;
-  lm.keys = P.lm_keys;
-  lm.values = P.lm_values;
-  lm.buckets = P.lm_buckets;
-  lm.filter = P.lm_filter;
-  lm.filter_mask = P.lm_filter_mask;
-  lm.shift = P.lm_shift;
-  return lm;
-}
-
 // Orderable key of a log-prob: larger value -> larger key. Ties broken by the class (lower id first) in
 // the low word of Key.
 __device__ __forceinline__ uint64_t value_key(double v) {
@@ -342,7 +331,7 @@ struct Ctx {
   // The CPU op's init_lm_state: the LM state of a prefix made from the one in (pbuf, pslot) by `token`
   // (pslot < 0: the empty prefix).
   __device__ void init_lm(int buf, int slot, int pbuf, int pslot, int64_t token) const {
-    const ctc::LMView lm = lm_view(P);
+    const ctc::LMView& lm = P.lm;
     const int n1 = P.lm_order - 1;
     int64_t* ctx = ctx_of(buf, slot);
     int n = 0;
@@ -385,7 +374,7 @@ struct Ctx {
   // ln P(class c | context of the prefix in slot j): the CPU op's lm_logprob (bottom-up: every stored
   // n-gram's suffix is stored, so the walk stops at the first miss).
   __device__ double lm_logprob(int j, int64_t c) const {
-    const ctc::LMView lm = lm_view(P);
+    const ctc::LMView& lm = P.lm;
     const int64_t* ctx = ctx_of(cur, j);
     const double* A = acc_of(cur, j);
     const int kmax = meta_of(cur, j)[1];

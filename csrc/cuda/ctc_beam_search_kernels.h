@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "../ctc_lm.h"
+
 namespace crnn_fast {
 
 // The CUDA kernel keeps a beam slot per thread in a few places: K <= this.
@@ -31,13 +33,8 @@ struct CtcBeamSearchParams {
   int64_t separator;             // -1: none
   // LM (use_lm: an LM is given and lm_weight != 0): crnn_fast/formats/lm.py layout
   bool use_lm;
-  const uint64_t* lm_keys;       // (M,) sorted
-  const double* lm_values;       // (M, 3) log10 prob, log10 backoff, largest log10 prob of an extension
+  ctc::LMView lm;                // the n-gram table (keys, values, buckets, Bloom filter), device pointers
   double lm_max_unigram;         // largest unigram log10 prob (the empty n-gram's third column), 0 if none
-  const int64_t* lm_buckets;     // (2^bits + 1,)
-  int lm_shift;                  // 64 - bits
-  const uint64_t* lm_filter;     // (W,) Bloom filter of the keys, W a power of two
-  uint64_t lm_filter_mask;       // 64 W - 1
   const int64_t* lm_token_map;   // (C,)
   int lm_order;
   int64_t lm_bos;

@@ -21,8 +21,8 @@ extern "C" int emu_ctc_beam_search(
   p.use_token_floor = use_token_floor; p.token_floor = token_floor;
   p.use_lexicon = use_lexicon; p.trie_offsets = trie_offsets; p.trie_labels = trie_labels;
   p.trie_children = trie_children; p.trie_is_word = trie_is_word; p.separator = separator;
-  p.use_lm = use_lm; p.lm_keys = lm_keys; p.lm_values = lm_values; p.lm_max_unigram = lm_max_unigram; p.lm_buckets = lm_buckets; p.lm_shift = lm_shift;
-  p.lm_filter = lm_filter; p.lm_filter_mask = static_cast<uint64_t>(lm_filter_words) * 64 - 1;
+  p.use_lm = use_lm; p.lm.keys = lm_keys; p.lm.values = lm_values; p.lm_max_unigram = lm_max_unigram; p.lm.buckets = lm_buckets; p.lm.shift = lm_shift;
+  p.lm.filter = lm_filter; p.lm.filter_mask = static_cast<uint64_t>(lm_filter_words) * 64 - 1;
   p.lm_token_map = lm_token_map; p.lm_order = use_lm ? lm_order : 1; p.lm_bos = lm_bos;
   p.lm_weight = lm_weight; p.bonus = bonus;
   p.tokens = tokens; p.out_lengths = out_lengths; p.frames = frames; p.confidences = confidences;
